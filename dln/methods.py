@@ -1,0 +1,418 @@
+"""Training methods as batched directions (DESIGN.md §2, THEORY.md §4, §7, §8).
+
+Each factory (:func:`gf`, :func:`gr`, :func:`fgr`, :func:`bgr`, :func:`cgr`, :func:`usam`,
+:func:`sam`, :func:`flood`) returns a :class:`Direction`: a pure function of the state of a batch
+of B networks.  Every method updates u and v multiplicatively (THEORY.md §4 lemma), so a direction
+returns log-rates
+
+    da = u̇/u = d ln|u|/dt,      db = v̇/v = d ln|v|/dt,
+
+already negated (dθ/dt = −G(θ)), plus the integrand of the method's gain integral, so that
+
+    ln(u⊙v)(t) = ln(u0⊙v0) − gain_coef · ∫ gain dt          (THEORY.md §7.2, §7.3, §7.5, §8).
+
+Continuous time integrates the rates; discrete time applies u ← u⊙(1 + η·da) (GD is GF in discrete
+time).  Everything is built on two primitives: the gradient ratio p = ∇_w L / w at the current
+point, and the same ratio at the ascent point w + ε∇L (closed form, THEORY.md §7.3), or its
+per-example version at w + ε∇ℓ_i (THEORY.md §7.5).  Per-run hyper-parameters are arrays of
+shape (B,).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DLNError, check_choice, check_int, check_real, fail
+from .model import State, powers
+from .problem import Problem
+
+METHODS = ("gf", "gr", "fgr", "bgr", "cgr", "usam", "sam", "flood")
+VARIANTS = ("full", "per-sample")
+#: Hyper-parameters each method uses (names are the CLI flags and CSV columns, DESIGN.md §5).
+PARAMS = {
+    "gf": (),
+    "gr": ("gamma",),
+    "fgr": ("gamma", "eps"),
+    "bgr": ("gamma", "eps"),
+    "cgr": ("gamma", "eps"),
+    "usam": ("rho",),
+    "sam": ("rho",),
+    "flood": ("flood_level",),
+}
+_RULES = {"gamma": ("ge", 0.0), "eps": ("gt", 0.0), "rho": ("gt", 0.0), "flood_level": ("ge", 0.0)}
+
+
+@dataclass
+class Rates:
+    """Output of a direction for B runs.
+
+    Attributes
+    ----------
+    da, db : ndarray (B, d)
+        d ln|u|/dt and d ln|v|/dt.
+    gain : ndarray (B, d)
+        Integrand of the gain integral (g⊙g̃, or (1/n)Σ_i x_i^2 r_i r̃_i for per-sample variants).
+    loss : ndarray (B,)
+        Training loss L(β) at the evaluated point, on the data the direction was given.
+    """
+
+    da: np.ndarray
+    db: np.ndarray
+    gain: np.ndarray
+    loss: np.ndarray
+
+
+@dataclass
+class Linearization:
+    """Low-rank model of the Jacobian of the rates, used by the implicit integrator.
+
+    d(da, db) ≈ U C Vᵀ d(a, b) with U = [−diag(lu) Xᵀ; diag(lv) Xᵀ]/n, Vᵀ = X[diag(ru), −diag(rv)]
+    and C = scale·I + gamma_k·K + diag(ck), K = X diag(ru·lu + rv·lv) Xᵀ/n.  For GF at D = 2 this is
+    the exact Jacobian (ż = −4g, THEORY.md §2.1); for the regularized methods it is the leading
+    stiff part (the O(γ) terms of ż, THEORY.md §7.2, §7.5).
+    """
+
+    lu: np.ndarray
+    lv: np.ndarray
+    ru: np.ndarray
+    rv: np.ndarray
+    scale: np.ndarray  # (B,)
+    gamma_k: np.ndarray  # (B,)
+    ck: np.ndarray | None  # (B, n) or None
+
+
+class Data:
+    """The rows a direction is evaluated on: the full problem, or per-run mini-batches.
+
+    ``X`` is (n, d) shared by the batch, or (B, b, d) with one mini-batch per run (SGD).
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray):
+        self.X = X
+        self.y = y
+        self.rows = X.shape[-2]
+        self._X2 = None
+        self._X3 = None
+
+    @property
+    def X2(self):
+        if self._X2 is None:
+            self._X2 = self.X * self.X
+        return self._X2
+
+    @property
+    def X3(self):
+        if self._X3 is None:
+            self._X3 = self.X2 * self.X
+        return self._X3
+
+    def take(self, rows):
+        """The same data for a subset of runs (only per-run mini-batches depend on the run)."""
+        if rows is None or self.X.ndim == 2:
+            return self
+        return Data(self.X[rows], self.y[rows])
+
+    def fwd(self, A: np.ndarray, y=None) -> np.ndarray:
+        """Row products X·a for a batch of vectors a (B, d) → (B, rows)."""
+        if self.X.ndim == 2:
+            return A @ self.X.T
+        return np.einsum("bkd,bd->bk", self.X, A)
+
+    def fwd_with(self, X, A):
+        if X.ndim == 2:
+            return A @ X.T
+        return np.einsum("bkd,bd->bk", X, A)
+
+    def back(self, R: np.ndarray, X=None) -> np.ndarray:
+        """Mean over rows of x_i r_i: Xᵀr/rows for a batch (B, rows) → (B, d)."""
+        X = self.X if X is None else X
+        if X.ndim == 2:
+            return (R @ X) / self.rows
+        return np.einsum("bkd,bk->bd", X, R) / self.rows
+
+    def residual(self, beta: np.ndarray) -> np.ndarray:
+        return self.fwd(beta) - self.y
+
+
+def _col(x) -> np.ndarray:
+    """Per-run hyper-parameter as a column (B, 1) (or (1, 1) for a scalar)."""
+    return np.asarray(x, dtype=np.float64).reshape(-1, 1)
+
+
+def _take(p: np.ndarray, rows):
+    return p if rows is None or p.shape[0] == 1 else p[rows]
+
+
+class Direction:
+    """A training method evaluated on a batch of runs (DESIGN.md §2).
+
+    Call it with a :class:`~dln.model.State` (and optionally ``rows``, the indices of the runs the
+    state holds, and ``data``, a mini-batch); it returns :class:`Rates`.
+    """
+
+    def __init__(self, problem: Problem, method: str, variant: str, D: int, params: dict):
+        self.problem = problem
+        self.method = method
+        self.variant = variant
+        self.D = D
+        self.params = {k: _col(v) for k, v in params.items()}
+        self.data = Data(problem.X, problem.y)
+        size = max([1] + [p.shape[0] for p in self.params.values()])
+        self.batch = size
+        coef = {"gr": "gamma", "fgr": "gamma", "bgr": "gamma", "cgr": "gamma", "usam": "rho", "sam": "rho"}
+        name = coef.get(method)
+        #: ln c(t) = ln c(0) − gain_coef·∫gain (THEORY.md §7.2–§8); 0 where c is conserved (GF).
+        self.gain_coef = 8.0 * self.params[name] if name else np.zeros((1, 1))
+
+    def __repr__(self):
+        shown = {k: (v.ravel()[0] if v.size == 1 else f"array({v.shape[0]})") for k, v in self.params.items()}
+        return f"Direction({self.method!r}, variant={self.variant!r}, D={self.D}, {shown})"
+
+    # -- the primitives ------------------------------------------------------------------------
+    def _point(self, state: State, data: Data):
+        D = self.D
+        uD, vD = powers(state.a, state.b, state.su, state.sv, D)
+        beta = uD - vD
+        r = data.residual(beta)
+        g = data.back(r)
+        # p = ∇_w L / w: ∇_u L = D u^{D-1} g, ∇_v L = −D v^{D-1} g.
+        if D == 2:
+            pu, pv = 2.0 * g, -2.0 * g
+        else:
+            ku, kv = powers(state.a, state.b, state.su, state.sv, D - 2)
+            pu, pv = D * ku * g, -D * kv * g
+        loss = 0.5 * np.mean(r * r, axis=-1)
+        return dict(uD=uD, vD=vD, beta=beta, r=r, g=g, pu=pu, pv=pv, loss=loss)
+
+    def _ascent(self, state: State, pt: dict, eps: np.ndarray, data: Data):
+        """∇_w L(w + ε∇L(w)) / w and g̃ (THEORY.md §7.3): ũ = u⊙(1 + ε p_u), ṽ = v⊙(1 + ε p_v)."""
+        D = self.D
+        fu = 1.0 + eps * pt["pu"]
+        fv = 1.0 + eps * pt["pv"]
+        if D == 2:
+            # β̃ = u²(1 + 2εg)² − v²(1 − 2εg)² = β + 4ε m⊙g + 4ε² β⊙g²
+            beta_t = pt["uD"] * fu * fu - pt["vD"] * fv * fv
+            g_t = data.back(data.residual(beta_t))
+            return fu * 2.0 * g_t, fv * -2.0 * g_t, g_t
+        beta_t = pt["uD"] * fu**D - pt["vD"] * fv**D
+        g_t = data.back(data.residual(beta_t))
+        ku, kv = powers(state.a, state.b, state.su, state.sv, D - 2)
+        return fu * D * ku * fu ** (D - 2) * g_t, -fv * D * kv * fv ** (D - 2) * g_t, g_t
+
+    def _kappa(self, pt: dict, data: Data):
+        """κ_i = Σ_j x_ij² m_j with m = u² + v² (THEORY.md §7.5)."""
+        return data.fwd_with(data.X2, pt["uD"] + pt["vD"])
+
+    def _ascent_ps(self, pt: dict, eps, data: Data):
+        """Mean over examples of ∇_w ℓ_i(w + ε_i∇ℓ_i(w)) / w in closed form (THEORY.md §7.5, §8).
+
+        r̃_i = r_i(1 + 4ε_iκ_i) + 4ε_i² r_i² ⟨x_i^3, β⟩;  ∇_u ℓ_i(w̃_i)/u = 2(1 + 2ε_i r_i x_i)⊙x_i r̃_i.
+        Returns (Pu, Pv, gain) with gain = (1/n)Σ_i x_i² r_i r̃_i · (ε_i/ε_ref) handled by caller.
+        """
+        r = pt["r"]
+        kappa = self._kappa(pt, data)
+        cube = data.fwd_with(data.X3, pt["beta"])
+        r_t = r * (1.0 + 4.0 * eps * kappa) + 4.0 * eps * eps * r * r * cube
+        lin = data.back(r_t)
+        quad = data.back(eps * r * r_t, data.X2)
+        return 2.0 * (lin + 2.0 * quad), -2.0 * (lin - 2.0 * quad), r * r_t
+
+    # -- the methods -----------------------------------------------------------------------------
+    def __call__(self, state: State, rows=None, data: Data | None = None) -> Rates:
+        data = self.data.take(rows) if data is None else data
+        P = {k: _take(v, rows) for k, v in self.params.items()}
+        pt = self._point(state, data)
+        pu, pv, g = pt["pu"], pt["pv"], pt["g"]
+        m, full = self.method, self.variant == "full"
+        if m == "flood":
+            s = np.sign(pt["loss"] - P["flood_level"].ravel())[:, None]
+            return Rates(-s * pu, -s * pv, np.zeros_like(g), pt["loss"])
+        if m == "gf":
+            gain = g * g if full else data.back(pt["r"] ** 2, data.X2)
+            return Rates(-pu, -pv, gain, pt["loss"])
+        if m == "gr":
+            gamma = P["gamma"]
+            if full:
+                D = self.D
+                mD = sum(powers(state.a, state.b, state.su, state.sv, 2 * D - 2))
+                Mmg = data.back(data.fwd(mD * g))
+                if D == 2:
+                    hu = 4.0 * g * g + 8.0 * Mmg
+                    hv = 4.0 * g * g - 8.0 * Mmg
+                else:  # THEORY.md §7.7: ∇_u ½‖∇L‖² = D²(D−1)u^{2D−3}g² + D³u^{D−1}M(m_D⊙g)
+                    e_u, e_v = np.exp((2 * D - 4) * state.a), np.exp((2 * D - 4) * state.b)
+                    ku, kv = powers(state.a, state.b, state.su, state.sv, D - 2)
+                    hu = D * D * (D - 1) * e_u * g * g + D**3 * ku * Mmg
+                    hv = D * D * (D - 1) * e_v * g * g - D**3 * kv * Mmg
+                return Rates(-(pu + gamma * hu), -(pv + gamma * hv), g * g, pt["loss"])
+            kappa = self._kappa(pt, data)
+            r = pt["r"]
+            lin = 8.0 * data.back(r * kappa)
+            sq = data.back(r * r, data.X2)
+            return Rates(-(pu + gamma * (lin + 4.0 * sq)), -(pv + gamma * (-lin + 4.0 * sq)), sq, pt["loss"])
+        if m in ("fgr", "bgr"):
+            gamma = P["gamma"]
+            eps = P["eps"] if m == "fgr" else -P["eps"]
+            if full:
+                tu, tv, g_t = self._ascent(state, pt, eps, data)
+                gain = g * g_t
+            else:
+                tu, tv, rr = self._ascent_ps(pt, eps, data)
+                gain = data.back(rr, data.X2)
+            # G_ε = ∇L + (γ/ε)[∇L(w + ε∇L) − ∇L(w)]  (THEORY.md §7.3, signed ε)
+            k = gamma / eps
+            return Rates(-(pu + k * (tu - pu)), -(pv + k * (tv - pv)), gain, pt["loss"])
+        if m == "cgr":
+            gamma, eps = P["gamma"], P["eps"]
+            if full:
+                tu_p, tv_p, gp = self._ascent(state, pt, eps, data)
+                tu_m, tv_m, gm = self._ascent(state, pt, -eps, data)
+                gain = g * 0.5 * (gp + gm)
+            else:
+                tu_p, tv_p, rp = self._ascent_ps(pt, eps, data)
+                tu_m, tv_m, rm = self._ascent_ps(pt, -eps, data)
+                gain = data.back(0.5 * (rp + rm), data.X2)
+            k = 0.5 * gamma / eps
+            return Rates(-(pu + k * (tu_p - tu_m)), -(pv + k * (tv_p - tv_m)), gain, pt["loss"])
+        # usam / sam: ẇ = −∇L(w + ε∇L) with ε = ρ (usam) or ρ/‖∇L‖ (sam), i.e. F-GR with γ = ε.
+        rho = P["rho"]
+        if full:
+            if m == "usam":
+                eps = rho
+            else:
+                norm = np.sqrt(np.sum(pt["uD"] * pu * pu + pt["vD"] * pv * pv, axis=-1, keepdims=True)) \
+                    if self.D == 2 else self._grad_norm(state, pt)
+                eps = np.divide(rho, norm, out=np.zeros_like(norm), where=norm > 0)
+            tu, tv, g_t = self._ascent(state, pt, eps, data)
+            return Rates(-tu, -tv, (eps / rho) * g * g_t, pt["loss"])
+        if m == "usam":
+            eps = rho
+        else:  # ‖∇_w ℓ_i‖ = 2|r_i|sqrt(κ_i)  (THEORY.md §7.5)
+            norm = 2.0 * np.abs(pt["r"]) * np.sqrt(self._kappa(pt, data))
+            eps = np.divide(np.broadcast_to(rho, norm.shape), norm, out=np.zeros_like(norm), where=norm > 0)
+        tu, tv, rr = self._ascent_ps(pt, eps, data)
+        return Rates(-tu, -tv, data.back(rr * (eps / rho), data.X2), pt["loss"])
+
+    def _grad_norm(self, state, pt):
+        u2, v2 = np.exp(2 * state.a), np.exp(2 * state.b)
+        return np.sqrt(np.sum(u2 * pt["pu"] ** 2 + v2 * pt["pv"] ** 2, axis=-1, keepdims=True))
+
+    # -- Jacobian model for the implicit integrator ----------------------------------------------
+    def linearization(self, state: State, rows=None) -> Linearization:
+        """Leading stiff part of the Jacobian of (da, db) (see :class:`Linearization`)."""
+        D = self.D
+        P = {k: _take(v, rows) for k, v in self.params.items()}
+        B = state.a.shape[0]
+        if D == 2:
+            lu = lv = np.full((1, 1), 2.0)
+        else:
+            lu, lv = powers(state.a, state.b, state.su, state.sv, D - 2)
+            lu, lv = D * lu, D * lv
+        uD, vD = powers(state.a, state.b, state.su, state.sv, D)
+        ru, rv = D * uD, D * vD
+        scale = np.ones(B)
+        gamma_k = np.zeros(B)
+        ck = None
+        m = self.method
+        if m == "flood":
+            pt = self._point(state, self.data)
+            scale = np.sign(pt["loss"] - P["flood_level"].ravel())
+        elif m != "gf":
+            weight = np.broadcast_to((P["gamma"] if "gamma" in P else P["rho"]).ravel(), (B,))
+            if m == "sam":
+                pt = self._point(state, self.data)
+                norm = self._grad_norm(state, pt).ravel()
+                weight = np.divide(weight, norm, out=np.zeros_like(norm), where=norm > 0)
+            if self.variant == "full":
+                gamma_k = weight.copy()
+            else:
+                kappa = (uD + vD) @ self.data.X2.T
+                ck = 4.0 * weight[:, None] * kappa
+        return Linearization(lu, lv, ru, rv, scale, gamma_k, ck)
+
+
+def _params(method: str, where: str, batch_check=True, **values) -> dict:
+    out = {}
+    for name in PARAMS[method]:
+        val = values.get(name)
+        if val is None:
+            raise fail(name, method, "given", None)
+        kind, bound = _RULES[name]
+        out[name] = check_real(name, val, method, **{kind: bound})
+        if np.ndim(out[name]) > 1:
+            raise fail(name, method, "a scalar or a vector with one value per run", f"shape {np.shape(val)}")
+    sizes = {np.size(v) for v in out.values() if np.ndim(v) == 1 and np.size(v) > 1}
+    if len(sizes) > 1:
+        raise DLNError(f"The per-run hyper-parameters of {method} must have the same length. Got lengths {sorted(sizes)} instead.")
+    return out
+
+
+def make(method: str, problem: Problem, *, variant: str = "full", D: int = 2, **params) -> Direction:
+    """Build the direction of ``method`` with its hyper-parameters.
+
+    A hyper-parameter that the method does not use is an error (DESIGN.md §5), as is a missing one.
+    """
+    check_choice("method", method, METHODS)
+    check_choice("variant", variant, VARIANTS, method)
+    D = check_int("D", D, method, ge=2)
+    given = {k for k, v in params.items() if v is not None}
+    extra = given - set(PARAMS[method])
+    if extra:
+        name = sorted(extra)[0]
+        raise fail(name, method, f"left unset (it does not apply to {method}; {method} uses "
+                   f"{', '.join(PARAMS[method]) or 'no hyper-parameter'})", params[name])
+    if variant == "per-sample" and D != 2:
+        raise fail("variant", method, "'full' for depth D >= 3 (the per-example closed form is for D = 2)", variant)
+    if method == "flood" and variant != "full":
+        raise fail("variant", method, "'full' (flooding acts on the full-batch loss)", variant)
+    return Direction(problem, method, variant, D, _params(method, method, **params))
+
+
+def gf(problem, *, variant="full", D=2):
+    """Gradient flow: ẇ = −∇L (THEORY.md §2). ``variant`` picks which gain integral is recorded
+    (∫g² or the per-example (1/n)Σ_i x_i²∫r_i²) for first-order predictions; c is conserved."""
+    return make("gf", problem, variant=variant, D=D)
+
+
+def gr(problem, gamma, *, variant="full", D=2):
+    """Exact GR: ẇ = −(∇L + γH∇L), the gradient of L + (γ/2)‖∇_w L‖² by double back-propagation.
+
+    Full: (H∇L)_u = 4u⊙g² + 8u⊙M(m⊙g), (H∇L)_v = 4v⊙g² − 8v⊙M(m⊙g) (THEORY.md §7.1–§7.2);
+    per-sample: penalty (1/n)Σ_i (γ/2)‖∇_w ℓ_i‖² with ‖∇_w ℓ_i‖² = 4r_i²κ_i (THEORY.md §7.5).
+    Gain: d ln(u⊙v)/dt = −8γ g² (full), −(8γ/n)Σ_i (x_i r_i)² (per-sample).
+    """
+    return make("gr", problem, gamma=gamma, variant=variant, D=D)
+
+
+def fgr(problem, gamma, eps, *, variant="full", D=2):
+    """Forward finite-difference GR (ascent step +ε, THEORY.md §7.3):
+    G = ∇L + (γ/ε)[∇L(w + ε∇L) − ∇L(w)];  d ln(u⊙v)/dt = −8γ g⊙g̃."""
+    return make("fgr", problem, gamma=gamma, eps=eps, variant=variant, D=D)
+
+
+def bgr(problem, gamma, eps, *, variant="full", D=2):
+    """Backward finite-difference GR (descent step −ε, THEORY.md §7.3): F-GR with signed ε → −ε."""
+    return make("bgr", problem, gamma=gamma, eps=eps, variant=variant, D=D)
+
+
+def cgr(problem, gamma, eps, *, variant="full", D=2):
+    """Central-difference GR: G = ∇L + (γ/2ε)[∇L(w + ε∇L) − ∇L(w − ε∇L)], O(ε²) from exact GR."""
+    return make("cgr", problem, gamma=gamma, eps=eps, variant=variant, D=D)
+
+
+def usam(problem, rho, *, variant="full", D=2):
+    """Un-normalized SAM: ẇ = −∇L(w + ρ∇L), i.e. F-GR with γ = ε = ρ (THEORY.md §8).
+    Per-sample (1-SAM): ẇ = −(1/n)Σ_i ∇ℓ_i(w + ρ∇ℓ_i)."""
+    return make("usam", problem, rho=rho, variant=variant, D=D)
+
+
+def sam(problem, rho, *, variant="full", D=2):
+    """Normalized SAM: ẇ = −∇L(w + ρ∇L/‖∇L‖); F-GR with γ_t = ε_t = ρ/‖∇L‖ (THEORY.md §8).
+    Where ∇L = 0 the ascent is 0 (the guard)."""
+    return make("sam", problem, rho=rho, variant=variant, D=D)
+
+
+def flood(problem, flood_level, *, D=2):
+    """Flooding: ẇ = −sign(L − b)∇L (THEORY.md §7.9)."""
+    return make("flood", problem, flood_level=flood_level, D=D)

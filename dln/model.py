@@ -1,0 +1,115 @@
+"""Parametrizations and initializations of the diagonal linear network (THEORY.md §1, §2.3, §3.1).
+
+The network is β = u^D − v^D (D = 2 is the canonical u⊙u − v⊙v).  State is held in log
+coordinates a = ln|u|, b = ln|v| (DESIGN.md §2): α = 1e-12 stays representable, the effective
+initialization sqrt(u⊙v) = exp((a + b)/2) and the mirror coordinate z = a − b are read off for
+free.  Continuous-time flows never change the signs of u and v; discrete maps may (THEORY.md
+§5.3), so a state also carries the signs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import check_int, check_real, fail
+
+
+@dataclass
+class State:
+    """Weights of a batch of B networks in log coordinates.
+
+    Attributes
+    ----------
+    a, b : ndarray, shape (B, d)
+        ln|u| and ln|v|.
+    su, sv : ndarray, shape (B, d)
+        Signs of u and v (±1.0).  Always +1 in continuous time.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    su: np.ndarray
+    sv: np.ndarray
+
+    @property
+    def u(self) -> np.ndarray:
+        return self.su * np.exp(self.a)
+
+    @property
+    def v(self) -> np.ndarray:
+        return self.sv * np.exp(self.b)
+
+    def copy(self) -> "State":
+        return State(self.a.copy(), self.b.copy(), self.su.copy(), self.sv.copy())
+
+
+def powers(a: np.ndarray, b: np.ndarray, su, sv, D: int):
+    """u^D and v^D from log coordinates (signs only matter for odd D)."""
+    uD = np.exp(D * a)
+    vD = np.exp(D * b)
+    if D % 2:
+        uD = su * uD
+        vD = sv * vD
+    return uD, vD
+
+
+def beta(state: State, D: int = 2) -> np.ndarray:
+    """Predictor β = u^D − v^D (THEORY.md §1, §2.3)."""
+    uD, vD = powers(state.a, state.b, state.su, state.sv, D)
+    return uD - vD
+
+
+def log_c(state: State) -> np.ndarray:
+    """ln|u⊙v| = a + b, the log of the effective α² (THEORY.md §1, §4)."""
+    return state.a + state.b
+
+
+def alpha_eff(state: State) -> np.ndarray:
+    """Effective initialization α_eff = sqrt(|u⊙v|) (THEORY.md §1)."""
+    return np.exp(0.5 * (state.a + state.b))
+
+
+def mirror(state: State) -> np.ndarray:
+    """Mirror coordinate z = ln|u/v| (THEORY.md §1, §13 item 8)."""
+    return state.a - state.b
+
+
+def initial_state(d: int, batch: int = 1, *, alpha=None, u0=None, v0=None, where: str = "init") -> State:
+    """Initial weights for a batch of runs.
+
+    Either ``alpha`` (u0 = v0 = α, so β(0) = 0 and c = α², THEORY.md §1) given as a scalar, a
+    per-run vector of shape (B,), a per-coordinate vector of shape (d,), or an array (B, d); or
+    arbitrary positive ``u0``, ``v0`` of shape (d,) or (B, d) (general initialization,
+    THEORY.md §3.1: c = u0⊙v0, z0 = ln(u0/v0)).
+    """
+    d = check_int("d", d, where, ge=1)
+    batch = check_int("batch", batch, where, ge=1)
+    if alpha is not None:
+        if u0 is not None or v0 is not None:
+            raise fail("alpha", where, "given without u0/v0", "both")
+        alpha = check_real("alpha", alpha, where, gt=0.0)
+        log_a = _broadcast(np.log(alpha), d, batch, "alpha", where)
+        a, b = log_a, log_a.copy()
+    else:
+        if u0 is None or v0 is None:
+            raise fail("alpha", where, "given (or both u0 and v0)", None)
+        u0 = check_real("u0", u0, where, gt=0.0)
+        v0 = check_real("v0", v0, where, gt=0.0)
+        a = _broadcast(np.log(u0), d, batch, "u0", where)
+        b = _broadcast(np.log(v0), d, batch, "v0", where)
+    ones = np.ones((batch, d))
+    return State(a, b, ones, ones.copy())
+
+
+def _broadcast(x, d, batch, name, where) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 0:
+        return np.full((batch, d), float(x))
+    if x.ndim == 1 and x.shape[0] == d and (batch != d or batch == 1):
+        return np.broadcast_to(x, (batch, d)).copy()
+    if x.ndim == 1 and x.shape[0] == batch:
+        return np.repeat(x[:, None], d, axis=1)
+    if x.shape == (batch, d):
+        return x.copy()
+    raise fail(name, where, f"a scalar or of shape (d,) = ({d},), (B,) = ({batch},) or (B, d)", f"shape {x.shape}")
