@@ -1,0 +1,346 @@
+"""Integrators: ``flow`` (continuous time, stiff-capable) and ``iterate`` (discrete maps).
+
+Both consume a :class:`~dln.methods.Direction` over a batch of B runs in log coordinates
+(a, b) = (ln|u|, ln|v|), with the gain integral I = ∫ gain dt carried as extra state (DESIGN.md §2).
+
+``flow`` is a singly diagonally implicit Runge–Kutta method (SDIRK, order 4 with an embedded
+order-3 error estimate, L-stable; Hairer & Wanner, Solving ODEs II, Table IV.6.5) with per-run
+step sizes.  The stage equations are solved by simplified Newton iterations whose matrix
+I − hγA uses the rank-n model A = U C Vᵀ of :class:`~dln.methods.Linearization`, inverted by the
+Woodbury identity with one n×n matrix per run (DESIGN.md §3): cost O(B(n²d + n³)) per step, not
+O(B d³).  Two properties follow from the construction and are tested:
+
+- linear invariants of the flow are preserved to round-off, whatever the step error: a + b + coef·I
+  (ln(u⊙v) = ln c0 − coef·∫gain, THEORY.md §7.2–§8) and the null-space part of z = a − b
+  (z − z0 ∈ range Xᵀ, THEORY.md §4), because UCVᵀ has no component along them;
+- the method is L-stable, so once the fast modes have decayed it takes steps limited by accuracy
+  on the slow modes only (THEORY.md §2.2: t ∝ ln(1/α) and beyond).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import check_int, check_real, fail
+from .methods import Data, Direction
+from .model import State, beta as beta_of
+
+# Hairer & Wanner SDIRK4 (γ = 1/4), stiffly accurate: b = last row of A.
+_G = 0.25
+_A = np.array([
+    [1 / 4, 0, 0, 0, 0],
+    [1 / 2, 1 / 4, 0, 0, 0],
+    [17 / 50, -1 / 25, 1 / 4, 0, 0],
+    [371 / 1360, -137 / 2720, 15 / 544, 1 / 4, 0],
+    [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4],
+])
+_B = _A[-1].copy()
+_BHAT = np.array([59 / 48, -17 / 96, 225 / 32, -85 / 12, 0.0])
+_C = _A.sum(axis=1)
+TABLEAU = dict(A=_A, b=_B, bhat=_BHAT, c=_C, gamma=_G)
+
+STATUSES = ("converged", "diverged", "max_steps", "running")
+_LOG_MAX = 300.0  # |ln u| beyond this: u² over/underflows float64 soon; the run has diverged
+
+
+@dataclass
+class Trajectory:
+    """Recorded path: one row per accepted step of the batch (frozen runs repeat their last value).
+
+    Attributes
+    ----------
+    t : ndarray (K, B)
+    beta : ndarray (K, B, d)
+    loss : ndarray (K, B)
+    log_c : ndarray (K, B, d)
+    """
+
+    t: np.ndarray
+    beta: np.ndarray
+    loss: np.ndarray
+    log_c: np.ndarray
+
+
+@dataclass
+class Result:
+    """Final state and bookkeeping of a batch of runs (continuous or discrete time).
+
+    ``log_c`` is the measured ln|u⊙v| = a + b; ``log_c_theory`` is ln c0 − gain_coef·gain, the
+    effective α² predicted by the integrated gain (THEORY.md §7); ``tilt`` is Φ for discrete time
+    (THEORY.md §5.1, zero in continuous time).
+    """
+
+    direction: Direction
+    state: State
+    beta: np.ndarray
+    loss: np.ndarray
+    status: np.ndarray
+    t: np.ndarray
+    steps: np.ndarray
+    n_evals: np.ndarray
+    gain: np.ndarray
+    log_c0: np.ndarray
+    z0: np.ndarray
+    tilt: np.ndarray
+    rejected: np.ndarray | None = None
+    trajectory: Trajectory | None = None
+    beta_mean: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def log_c(self) -> np.ndarray:
+        return self.state.a + self.state.b
+
+    @property
+    def alpha_eff(self) -> np.ndarray:
+        """sqrt(|u⊙v|) at the end (THEORY.md §1)."""
+        return np.exp(0.5 * self.log_c)
+
+    @property
+    def log_c_theory(self) -> np.ndarray:
+        return self.log_c0 - self.direction.gain_coef * self.gain
+
+    @property
+    def z(self) -> np.ndarray:
+        return self.state.a - self.state.b
+
+
+# ---------------------------------------------------------------------------------------------
+# Woodbury solver for (I − τA) x = r with A = U C Vᵀ (see methods.Linearization)
+# ---------------------------------------------------------------------------------------------
+class _Solver:
+    def __init__(self, lin, X: np.ndarray, tau: np.ndarray, chunk: int = 2_000_000):
+        n, d = X.shape
+        self.X, self.n, self.lin, self.tau = X, n, lin, tau
+        B = tau.shape[0]
+        w = lin.ru * lin.lu + lin.rv * lin.lv  # (B, d)
+        w = np.broadcast_to(w, (B, d))
+        K = np.empty((B, n, n))
+        step = max(1, chunk // (n * d))
+        for s in range(0, B, step):  # K = X diag(w) Xᵀ / n, in blocks to bound memory
+            K[s:s + step] = np.matmul(X * w[s:s + step, None, :], X.T) / n
+        C = lin.scale[:, None, None] * np.eye(n) + lin.gamma_k[:, None, None] * K
+        if lin.ck is not None:
+            C = C + lin.ck[:, :, None] * np.eye(n)
+        self.C = C
+        core = np.eye(n) + tau[:, None, None] * np.matmul(K, C)
+        self.inv = np.linalg.inv(core)
+
+    def solve(self, ra, rb, rI):
+        lin, X, n = self.lin, self.X, self.n
+        w = (lin.ru * ra - lin.rv * rb) @ X.T  # Vᵀ r
+        s = np.einsum("bij,bj->bi", self.inv, w)
+        cs = np.einsum("bij,bj->bi", self.C, s) * self.tau[:, None]
+        back = (cs @ X) / n
+        return ra - lin.lu * back, rb + lin.lv * back, rI
+
+
+def _rms(x, scale):
+    return np.sqrt(np.mean((x / scale) ** 2, axis=-1))
+
+
+def _check_common(where, rtol, max_steps, loss_tol):
+    rtol = check_real("rtol", rtol, where, gt=0.0, allow_array=False)
+    max_steps = check_int("max_steps", max_steps, where, ge=1)
+    loss_tol = check_real("loss_tol", loss_tol, where, gt=0.0, allow_array=False)
+    return rtol, max_steps, loss_tol
+
+
+def _batch_size(direction: Direction, state: State, where: str) -> int:
+    B = state.a.shape[0]
+    if direction.batch not in (1, B):
+        raise fail("state", where, f"a batch of {direction.batch} runs (one per hyper-parameter value)",
+                   f"{B} runs")
+    if state.a.shape[1] != direction.problem.d:
+        raise fail("state", where, f"of dimension d = {direction.problem.d}", state.a.shape[1])
+    return B
+
+
+def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float | None = None,
+         loss_tol: float = 1e-24, stat_tol: float = 1e-10, max_steps: int = 20_000,
+         t_max: float = math.inf, record: bool = False) -> Result:
+    """Integrate the continuous-time flow dθ/dt = −G(θ) of a batch until each run converges.
+
+    A run stops with status
+
+    - ``converged`` when L ≤ loss_tol·L(0) (an interpolator to sqrt(loss_tol) relative residual),
+      or when it is stationary: extrapolating its last accepted step, the loss would change by
+      less than stat_tol·L over the time already elapsed, and that time exceeds the plateau time
+      20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary, THEORY.md §2.2);
+    - ``diverged`` on overflow, NaN, |ln u| > 300 or a loss 1e10 times the initial one (the run is
+      frozen; the other runs go on);
+    - ``max_steps`` when its attempted steps reach ``max_steps`` or its time reaches ``t_max``
+      (the last state is kept).
+
+    Parameters
+    ----------
+    direction : Direction
+        The method (``dln.methods``).
+    state0 : State
+        Initial weights for B runs (continuous time keeps the signs of u and v).
+    rtol, atol : float
+        Local error tolerance on (ln|u|, ln|v|, gain integral); atol defaults to rtol.
+    loss_tol, stat_tol : float
+        Convergence thresholds (relative loss; relative loss change).
+    max_steps : int
+        Per-run cap on attempted steps.
+    t_max : float
+        Per-run time horizon.
+    record : bool
+        Keep the path (:class:`Trajectory`).
+
+    Returns
+    -------
+    Result
+    """
+    where = "flow"
+    rtol, max_steps, loss_tol = _check_common(where, rtol, max_steps, loss_tol)
+    atol = rtol if atol is None else check_real("atol", atol, where, gt=0.0, allow_array=False)
+    stat_tol = check_real("stat_tol", stat_tol, where, gt=0.0, allow_array=False)
+    t_max = float(t_max)
+    B = _batch_size(direction, state0, where)
+    d = state0.a.shape[1]
+    X = direction.problem.X
+    a, b = np.array(state0.a, dtype=np.float64), np.array(state0.b, dtype=np.float64)
+    su, sv = state0.su.copy(), state0.sv.copy()
+    I = np.zeros((B, d))
+    t = np.zeros(B)
+    h = np.full(B, np.nan)
+    steps = np.zeros(B, dtype=np.int64)
+    rejected = np.zeros(B, dtype=np.int64)
+    evals = np.zeros(B, dtype=np.int64)
+    status = np.full(B, "running", dtype=object)
+    loss0 = np.full(B, np.nan)
+    t_plateau = np.zeros(B)
+    prev = np.full((B, 2), np.nan)  # (t, L) at the start of the last accepted step
+    log_c0, z0 = a + b, a - b
+    traj = [] if record else None
+
+    def F(rows, ya, yb):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            R = direction(State(ya, yb, su[rows], sv[rows]), rows)
+        evals[rows] += 1
+        return R
+
+    def snapshot(L_all):
+        with np.errstate(over="ignore", invalid="ignore"):
+            bt = beta_of(State(a, b, su, sv), direction.D)
+        traj.append((t.copy(), bt, L_all.copy(), a + b))
+
+    last_L = np.full(B, np.nan)
+    while True:
+        rows = np.flatnonzero(status == "running")
+        if rows.size == 0:
+            break
+        ya, yb, yI = a[rows], b[rows], I[rows]
+        R0 = F(rows, ya, yb)
+        L = R0.loss
+        last_L[rows] = L
+        new = np.isnan(loss0[rows])
+        if new.any():
+            nr = rows[new]
+            loss0[nr] = L[new]
+            vmax = np.maximum(np.max(np.abs(R0.da[new]), axis=1), np.max(np.abs(R0.db[new]), axis=1))
+            with np.errstate(over="ignore", divide="ignore"):
+                inv_c0 = np.exp(-np.min(log_c0[nr], axis=1))
+            t_plateau[nr] = 20.0 * (1.0 + np.log1p(inv_c0)) / (2.0 * np.maximum(vmax, 1e-300))
+            h[nr] = 1e-2 / np.maximum(vmax, 1e-12)
+            if record and len(traj) == 0:
+                snapshot(last_L)
+        # -- per-run stopping rules --------------------------------------------------------------
+        finite = np.isfinite(L) & np.isfinite(R0.da).all(axis=1) & np.isfinite(R0.db).all(axis=1)
+        with np.errstate(invalid="ignore"):
+            bad = ~finite | ~(L <= 1e10 * np.maximum(loss0[rows], 1e-300)) | \
+                (np.abs(ya).max(axis=1) > _LOG_MAX) | (np.abs(yb).max(axis=1) > _LOG_MAX)
+            conv = finite & (L <= loss_tol * loss0[rows])
+            dt = t[rows] - prev[rows, 0]
+            change = np.abs(prev[rows, 1] - L) * t[rows] / np.where(dt > 0, dt, np.nan)
+            conv |= finite & (t[rows] > t_plateau[rows]) & (change <= stat_tol * L)
+        conv &= ~bad
+        over = ~bad & ~conv & ((steps[rows] + rejected[rows] >= max_steps) | (t[rows] >= t_max))
+        status[rows[bad]] = "diverged"
+        status[rows[conv]] = "converged"
+        status[rows[over]] = "max_steps"
+        keep = ~(bad | conv | over)
+        if not keep.any():
+            continue
+        rows, ya, yb, yI = rows[keep], ya[keep], yb[keep], yI[keep]
+        K0 = (R0.da[keep], R0.db[keep], R0.gain[keep])
+        hh = np.minimum(h[rows], t_max - t[rows])
+        ok, new_y, err = _sdirk_step(direction, rows, (ya, yb, yI), K0, hh, su, sv, X, rtol, atol, F)
+        acc = ok & (err <= 1.0)
+        with np.errstate(divide="ignore", over="ignore"):
+            fac = 0.9 * np.maximum(err, 1e-10) ** -0.25
+        fac = np.where(acc, np.clip(fac, 0.2, 5.0), np.where(ok & np.isfinite(err), np.clip(fac, 0.1, 0.9), 0.25))
+        ar = rows[acc]
+        prev[ar, 0], prev[ar, 1] = t[ar], L[acc]
+        a[ar], b[ar], I[ar] = new_y[0][acc], new_y[1][acc], new_y[2][acc]
+        t[ar] += hh[acc]
+        steps[ar] += 1
+        rejected[rows[~acc]] += 1
+        h[rows] = hh * fac
+        if record and acc.any():
+            snapshot(last_L)
+    state = State(a, b, su, sv)
+    with np.errstate(over="ignore", invalid="ignore"):
+        beta = beta_of(state, direction.D)
+        loss = direction.problem.loss(beta)
+    trajectory = Trajectory(*(np.array(x) for x in zip(*traj))) if record else None
+    return Result(direction, state, beta, loss, status.astype(str), t, steps, evals, I, log_c0, z0,
+                  np.zeros((B, d)), rejected=rejected, trajectory=trajectory)
+
+
+def _sdirk_step(direction, rows, y, K0, h, su, sv, X, rtol, atol, F, newton_max=7, newton_tol=0.05):
+    """One SDIRK4 step for the runs ``rows`` from y = (a, b, I) with step sizes h (per run).
+
+    Returns (ok, y_new, err): ok is False where Newton failed; err is the filtered, scaled
+    embedded error estimate (accept where ≤ 1).
+    """
+    ya, yb, yI = y
+    Bm = ya.shape[0]
+    hg = h * _G
+    lin = direction.linearization(State(ya, yb, su[rows], sv[rows]), rows)
+    solver = _Solver(lin, X, hg)
+    scale = [atol + rtol * np.abs(c) for c in y]
+    hc = h[:, None]
+    Ks = []
+    ok = np.ones(Bm, dtype=bool)
+    Zprev = None
+    for i in range(5):
+        S = [sum(_A[i, j] * hc * Ks[j][k] for j in range(i)) if i else np.zeros_like(y[k]) for k in range(3)]
+        # predictor: the explicit Euler increment at the first stage, the previous stage's after
+        Z = [hc * _C[i] * K0[k] for k in range(3)] if Zprev is None else [z * (_C[i] / _C[i - 1]) for z in Zprev]
+        prev_norm = None
+        conv = np.zeros(Bm, dtype=bool)
+        for it in range(newton_max):
+            R = F(rows, ya + Z[0], yb + Z[1])
+            Fv = (R.da, R.db, R.gain)
+            res = [Z[k] - S[k] - hg[:, None] * Fv[k] for k in range(3)]
+            with np.errstate(over="ignore", invalid="ignore"):
+                dz = solver.solve(-res[0], -res[1], -res[2])
+                Z = [Z[k] + dz[k] for k in range(3)]
+                norm = np.sqrt((_rms(dz[0], scale[0]) ** 2 + _rms(dz[1], scale[1]) ** 2
+                                + _rms(dz[2], scale[2]) ** 2) / 3.0)
+            conv = norm <= newton_tol
+            if prev_norm is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    theta = norm / prev_norm
+                # a contraction: the remaining error θ/(1−θ)·‖Δ‖ is below the tolerance
+                conv |= (theta < 0.9) & (theta / (1 - theta) * norm <= newton_tol)
+                ok &= ~((theta > 2.0) & ~conv)
+            if np.all(conv | ~ok | ~np.isfinite(norm)):
+                break
+            prev_norm = norm
+        ok &= conv & np.isfinite(norm)
+        Ks.append([(Z[k] - S[k]) / hg[:, None] for k in range(3)])
+        Zprev = Z
+    y_new = [y[k] + Z[k] for k in range(3)]  # stiffly accurate: y_{n+1} = Y_5
+    e = [sum((_B[j] - _BHAT[j]) * hc * Ks[j][k] for j in range(5)) for k in range(3)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = solver.solve(*e)  # Hairer's filter: damps the estimate on stiff components
+        sc = [atol + rtol * np.maximum(np.abs(y[k]), np.abs(y_new[k])) for k in range(3)]
+        err = np.sqrt((_rms(e[0], sc[0]) ** 2 + _rms(e[1], sc[1]) ** 2 + _rms(e[2], sc[2]) ** 2) / 3.0)
+    err = np.where(ok & np.isfinite(err), err, np.inf)
+    return ok, y_new, err
