@@ -344,3 +344,152 @@ def _sdirk_step(direction, rows, y, K0, h, su, sv, X, rtol, atol, F, newton_max=
         err = np.sqrt((_rms(e[0], sc[0]) ** 2 + _rms(e[1], sc[1]) ** 2 + _rms(e[2], sc[2]) ** 2) / 3.0)
     err = np.where(ok & np.isfinite(err), err, np.inf)
     return ok, y_new, err
+
+
+def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000,
+            batch_size: int | None = None, label_noise: float = 0.0, seed=0, seeds=None,
+            loss_tol: float = 1e-24, record_every: int = 0, average_from: int | None = None) -> Result:
+    """Discrete time: w ← w − η·G(w) for a batch of runs (GD is GF in discrete time).
+
+    In log coordinates the step is exact and sign-aware (THEORY.md §4 lemma, §13 item 8):
+    ln|u| += ln|1 + η·da|, sign(u) *= sign(1 + η·da), and likewise for v.  The exact discrete
+    bookkeeping is recorded: ln|u⊙v| = a + b, and the tilt
+
+        Φ_K = Σ_k −½[Δz_k − η(da_k − db_k)],
+
+    the out-of-span part of the mirror coordinate (for GD, Φ = Σ[½ ln|(1+x)/(1−x)| − x] with
+    x = 2ηg, THEORY.md §5.1), so that β_∞ = argmin φ_c − ⟨z0 − 2Φ, β⟩ (THEORY.md §4).
+    The gain integral is accumulated as η·Σ gain (the continuous-time approximation).
+
+    Parameters
+    ----------
+    lr : float or array (B,)
+        Learning rate η > 0.
+    batch_size : int, optional
+        Mini-batch size for SGD (sampled without replacement at each step, per run); None = GD.
+    label_noise : float
+        Std δ of Gaussian noise added to the labels of every step's batch (label-noise SGD,
+        THEORY.md §9); runs with δ > 0 never reach zero loss and stop at ``max_steps``.
+    seed, seeds : int, or one seed per run
+        Randomness for SGD and label noise; run i uses ``seeds[i]`` or SeedSequence(seed).spawn(B)[i].
+    record_every : int
+        Keep β every so many steps (0: no trajectory).
+    average_from : int, optional
+        Also return the mean of β over steps ≥ this index (``beta_mean``; label noise).
+    """
+    where = "iterate"
+    _, max_steps, loss_tol = _check_common(where, 1.0, max_steps, loss_tol)
+    B = _batch_size(direction, state0, where)
+    lr = check_real("lr", lr, where, gt=0.0)
+    eta = np.broadcast_to(np.asarray(lr, dtype=np.float64).reshape(-1, 1), (B, 1)).copy()
+    n, d = direction.problem.n, direction.problem.d
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, where, ge=1, le=n)
+    label_noise = check_real("label_noise", label_noise, where, ge=0.0, allow_array=False)
+    stochastic = batch_size is not None or label_noise > 0
+    if stochastic:
+        if seeds is None:
+            seeds = np.random.SeedSequence(seed).spawn(B)
+        if len(seeds) != B:
+            raise fail("seeds", where, f"one seed per run ({B})", len(seeds))
+        rngs = [np.random.default_rng(s) for s in seeds]
+    bs = n if batch_size is None else batch_size
+    X, y = direction.problem.X, direction.problem.y
+    a, b = np.array(state0.a, dtype=np.float64), np.array(state0.b, dtype=np.float64)
+    su, sv = state0.su.astype(np.float64).copy(), state0.sv.astype(np.float64).copy()
+    log_c0, z0 = a + b, a - b
+    I = np.zeros((B, d))
+    Phi = np.zeros((B, d))
+    steps = np.zeros(B, dtype=np.int64)
+    status = np.full(B, "running", dtype=object)
+    loss0 = direction.problem.loss(beta_of(State(a, b, su, sv), direction.D))
+    beta_sum = np.zeros((B, d)) if average_from is not None else None
+    beta_cnt = np.zeros(B)
+    traj = []
+    chunk = 256
+    idx_buf = [None] * B
+    check_every = 1 if batch_size is None else max(1, n // bs)
+
+    def minibatch(rows, k):
+        Xb = np.empty((rows.size, bs, d))
+        yb = np.empty((rows.size, bs))
+        for j, r in enumerate(rows):
+            pos = k[j] % chunk
+            if pos == 0 or idx_buf[r] is None:
+                if batch_size is None:
+                    idx_buf[r] = np.broadcast_to(np.arange(n), (chunk, n))
+                elif bs == 1:
+                    idx_buf[r] = rngs[r].integers(0, n, size=(chunk, 1))
+                else:
+                    idx_buf[r] = rngs[r].permuted(np.broadcast_to(np.arange(n), (chunk, n)), axis=1)[:, :bs]
+            ii = idx_buf[r][pos]
+            Xb[j], yb[j] = X[ii], y[ii]
+            if label_noise > 0:
+                yb[j] = yb[j] + label_noise * rngs[r].standard_normal(bs)
+        return Data(Xb, yb)
+
+    k_global = 0
+    while True:
+        rows = np.flatnonzero(status == "running")
+        if rows.size == 0:
+            break
+        st = State(a[rows], b[rows], su[rows], sv[rows])
+        data = minibatch(rows, steps[rows]) if stochastic else None
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            R = direction(st, rows, data)
+            if stochastic and k_global % check_every == 0:
+                L = direction.problem.loss(beta_of(st, direction.D))
+            elif not stochastic:
+                L = R.loss
+            else:
+                L = None
+            e = eta[rows]
+            fa, fb = 1.0 + e * R.da, 1.0 + e * R.db
+            da_new, db_new = np.log(np.abs(fa)), np.log(np.abs(fb))
+        finite = np.isfinite(da_new).all(axis=1) & np.isfinite(db_new).all(axis=1)
+        if L is not None:
+            with np.errstate(invalid="ignore"):
+                finite &= np.isfinite(L)
+                bad = ~finite | ~(L <= 1e10 * np.maximum(loss0[rows], 1e-300))
+                conv = ~bad & (L <= loss_tol * loss0[rows]) & (label_noise == 0)
+        else:
+            bad, conv = ~finite, np.zeros(rows.size, dtype=bool)
+        bad |= (np.abs(st.a).max(axis=1) > _LOG_MAX) | (np.abs(st.b).max(axis=1) > _LOG_MAX)
+        conv &= ~bad
+        over = ~bad & ~conv & (steps[rows] >= max_steps)
+        status[rows[bad]] = "diverged"
+        status[rows[conv]] = "converged"
+        status[rows[over]] = "max_steps"
+        go = ~(bad | conv | over)
+        r = rows[go]
+        if r.size:
+            e = eta[r]
+            dz = da_new[go] - db_new[go]
+            Phi[r] += -0.5 * (dz - e * (R.da[go] - R.db[go]))
+            a[r] += da_new[go]
+            b[r] += db_new[go]
+            su[r] *= np.sign(fa[go])
+            sv[r] *= np.sign(fb[go])
+            I[r] += e * R.gain[go]
+            steps[r] += 1
+            if beta_sum is not None:
+                avg = r[steps[r] > average_from]
+                if avg.size:
+                    beta_sum[avg] += beta_of(State(a[avg], b[avg], su[avg], sv[avg]), direction.D)
+                    beta_cnt[avg] += 1
+        if record_every and k_global % record_every == 0:
+            bt = beta_of(State(a, b, su, sv), direction.D)
+            traj.append((steps * eta[:, 0], bt, direction.problem.loss(bt), a + b))
+        k_global += 1
+    state = State(a, b, su, sv)
+    with np.errstate(over="ignore", invalid="ignore"):
+        beta = beta_of(state, direction.D)
+        loss = direction.problem.loss(beta)
+    trajectory = Trajectory(*(np.array(x) for x in zip(*traj))) if traj else None
+    beta_mean = None
+    if beta_sum is not None:
+        beta_mean = beta_sum / np.maximum(beta_cnt, 1)[:, None]
+    ones = np.ones(B, dtype=np.int64)
+    return Result(direction, state, beta, loss, status.astype(str), steps * eta[:, 0], steps,
+                  steps * ones, I, log_c0, z0, Phi, trajectory=trajectory, beta_mean=beta_mean,
+                  info=dict(lr=eta[:, 0], batch_size=batch_size, label_noise=label_noise))
