@@ -117,12 +117,6 @@ def _two_c_sinh(a, log_c):
     return np.sign(a) * np.exp(log_c + abs_a) * -np.expm1(-2.0 * abs_a)
 
 
-def _sqrt_two_c_cosh(a, log_c):
-    """sqrt(2c·cosh(a)) = exp((ln c + |a|)/2)·sqrt(1 + e^{−2|a|}) (Hessian weights)."""
-    abs_a = np.abs(a)
-    return np.exp(0.5 * (log_c + abs_a)) * np.sqrt(1.0 + np.exp(-2.0 * abs_a))
-
-
 def _dual_increment(a, h, t, log_c, ty_step):
     """D(ν + tΔ) − D(ν) for D(ν) = Σ 2c cosh(Xᵀν + z0) − νᵀy, with a = Xᵀν + z0, h = XᵀΔ.
 
@@ -144,30 +138,48 @@ def _dual_increment(a, h, t, log_c, ty_step):
 
 
 def _null_space_residual(X, v):
-    """‖P_null(X) v‖ via a rank-revealing QR of Xᵀ (robust to rank-deficient X)."""
-    Q, R, _ = scipy.linalg.qr(X.T, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(R))
-    rank = int(np.sum(diag > diag.max() * max(X.shape) * _EPS)) if diag.size and diag.max() > 0 else 0
-    Q = Q[:, :rank]
-    return float(np.linalg.norm(v - Q @ (Q.T @ v)))
-
-
-def _newton_direction(X, sqrt_w, grad):
-    """Solve (X diag(w) Xᵀ) Δ = −grad; Cholesky via a symmetric rank-k update, lstsq fallback."""
-    A = X * sqrt_w  # (n, d)
-    H = scipy.linalg.blas.dsyrk(1.0, A.T, trans=1)  # upper triangle of A Aᵀ, no copy of A
+    """‖P_null(X) v‖ = ‖v − Xᵀ(XXᵀ)⁻¹Xv‖ (normal equations plus one refinement step; lstsq
+    if XXᵀ is singular). O(n²d), like one Newton iteration; a QR of Xᵀ would cost ~10×."""
+    G = X @ X.T
     try:
-        factor = scipy.linalg.cho_factor(H, lower=False, check_finite=False)
+        factor = scipy.linalg.cho_factor(G, check_finite=False)
+        coef = scipy.linalg.cho_solve(factor, X @ v, check_finite=False)
+        perp = v - X.T @ coef
+        coef = coef + scipy.linalg.cho_solve(factor, X @ perp, check_finite=False)
+    except np.linalg.LinAlgError:
+        coef = np.linalg.lstsq(X.T, v, rcond=None)[0]
+    return float(np.linalg.norm(v - X.T @ coef))
+
+
+def _newton_direction(X, a, log_c, grad):
+    """Newton direction up to a positive factor: returns (Δ̃, s) with the Newton step e^{−s}Δ̃.
+
+    The Hessian X diag(2c cosh a) Xᵀ is formed as e^{s}·(Ã Ãᵀ) with s = max(ln c + |a|) and
+    Ã = X·exp((ln c + |a| − s)/2)·sqrt(1 + e^{−2|a|}), so its entries neither underflow
+    (ln c = −1000) nor overflow. Directions whose curvature is below round-off
+    (μ = eps·tr H̃: coordinates still at the tiny scale c while others are O(1)) get the
+    curvature μ instead of a round-off value: the step there is large (then capped by the
+    line search) rather than zero, as in exact arithmetic. Cholesky of H̃ + μI; if even that
+    fails, an eigen-decomposition with eigenvalues clipped at μ.
+    """
+    abs_a = np.abs(a)
+    exponent = log_c + abs_a
+    s = float(exponent.max())
+    A = X * (np.exp(0.5 * (exponent - s)) * np.sqrt(1.0 + np.exp(-2.0 * abs_a)))
+    H = A @ A.T
+    mu = _EPS * float(np.trace(H))
+    try:
+        factor = scipy.linalg.cho_factor(H + mu * np.eye(H.shape[0]), check_finite=False)
         delta = scipy.linalg.cho_solve(factor, -grad, check_finite=False)
         if np.all(np.isfinite(delta)):
-            return delta
-    except (np.linalg.LinAlgError, ValueError):
+            return delta, s
+    except np.linalg.LinAlgError:
         pass
-    H = np.triu(H) + np.triu(H, 1).T
     if not np.all(np.isfinite(H)):
-        return None
-    delta = np.linalg.lstsq(H, -grad, rcond=None)[0]
-    return delta if np.all(np.isfinite(delta)) else None
+        return None, s
+    eigval, eigvec = np.linalg.eigh(H)
+    delta = -eigvec @ ((eigvec.T @ grad) / np.maximum(eigval, mu))
+    return (delta if np.all(np.isfinite(delta)) else None), s
 
 
 def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200):
@@ -250,25 +262,31 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
             break
         if iterations >= max_iter:
             break
-        delta = _newton_direction(X, _sqrt_two_c_cosh(a, log_c), grad)
-        if delta is None:
+        direction, s = _newton_direction(X, a, log_c, grad)
+        if direction is None:
             status = "failed"
             break
-        h = X.T @ delta
-        slope = float(grad @ delta)  # = −gradᵀH⁻¹grad < 0
-        ty = float(delta @ y)
-        t = min(1.0, _MAX_EXPONENT_STEP / max(float(np.max(np.abs(h))), 1e-300))
+        h = X.T @ direction
+        h_max = float(np.max(np.abs(h)))
+        if h_max == 0.0:
+            status = "failed"
+            break
+        # The full Newton step is e^{−s}·direction; never change an exponent by more than
+        # _MAX_EXPONENT_STEP in one trial. Computed in logs: e^{−s} may overflow.
+        tau = float(np.exp(min(-s, np.log(_MAX_EXPONENT_STEP / h_max))))
+        slope = float(grad @ direction)  # < 0: −gradᵀH̃⁻¹grad
+        ty = float(direction @ y)
         accepted = False
         for _ in range(80):
-            increment, noise = _dual_increment(a, h, t, log_c, t * ty)
-            if increment <= 1e-4 * t * slope + noise:
+            increment, noise = _dual_increment(a, h, tau, log_c, tau * ty)
+            if increment <= 1e-4 * tau * slope + noise:
                 accepted = True
                 break
-            t *= 0.5
+            tau *= 0.5
         if not accepted:
             status = "failed"
             break
-        nu = nu + t * delta
+        nu = nu + tau * direction
         a = X.T @ nu + z0
         beta = _two_c_sinh(a, log_c)
         iterations += 1

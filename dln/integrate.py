@@ -327,8 +327,8 @@ def _sdirk_step(direction, rows, y, K0, h, su, sv, X, rtol, atol, F, newton_max=
             if prev_norm is not None:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     theta = norm / prev_norm
-                # a contraction: the remaining error θ/(1−θ)·‖Δ‖ is below the tolerance
-                conv |= (theta < 0.9) & (theta / (1 - theta) * norm <= newton_tol)
+                    # a contraction: the remaining error θ/(1−θ)·‖Δ‖ is below the tolerance
+                    conv |= (theta < 0.9) & (theta / (1 - theta) * norm <= newton_tol)
                 ok &= ~((theta > 2.0) & ~conv)
             if np.all(conv | ~ok | ~np.isfinite(norm)):
                 break
