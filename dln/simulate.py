@@ -68,12 +68,17 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     else:
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
     if time == "flow":
-        return flow(direction, state, rtol=rtol, loss_tol=loss_tol,
-                    max_steps=20_000 if max_steps is None else max_steps, record=record)
-    return iterate(direction, state, lr, batch_size=batch_size,
-                   label_noise=0.0 if label_noise is None else label_noise, seed=seed,
-                   loss_tol=loss_tol, max_steps=1_000_000 if max_steps is None else max_steps,
-                   record_every=1 if record else 0)
+        result = flow(direction, state, rtol=rtol, loss_tol=loss_tol,
+                      max_steps=20_000 if max_steps is None else max_steps, record=record)
+    else:
+        result = iterate(direction, state, lr, batch_size=batch_size,
+                         label_noise=0.0 if label_noise is None else label_noise, seed=seed,
+                         loss_tol=loss_tol, max_steps=1_000_000 if max_steps is None else max_steps,
+                         record_every=1 if record else 0)
+    if alpha is not None and u0 is None:
+        result.info["alpha"] = np.broadcast_to(np.asarray(alpha, dtype=np.float64).reshape(-1) if np.ndim(alpha) <= 1
+                                               and np.size(alpha) in (1, B) else np.nan, (B,))
+    return result
 
 
 def predict_run(result: Result, i: int):
@@ -106,8 +111,8 @@ def records(result: Result, *, predict: bool = True, wall_time: float | None = N
         for name in ("gamma", "eps", "rho", "flood_level"):
             p = direction.params.get(name)
             rec[name] = None if p is None else float(p[i if p.shape[0] > 1 else 0, 0])
-        a0 = np.exp(0.5 * result.log_c0[i])
-        rec["alpha"] = float(a0[0]) if np.all(a0 == a0[0]) else None
+        alpha = result.info.get("alpha")
+        rec["alpha"] = None if alpha is None or not np.isfinite(alpha[i]) else float(alpha[i])
         lr = result.info.get("lr")
         rec["lr"] = None if lr is None else float(lr[i])
         rec["batch_size"] = result.info.get("batch_size")
