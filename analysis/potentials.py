@@ -207,7 +207,7 @@ def _h_D_inv_parts(t, p):
     min(t/(2p), 1/2) ≥ root (h(ζ) ≥ 2pζ) and decreases monotonically. Otherwise Newton in
     δ = 1 − ζ on f(δ) = δ^{−p} − (2 − δ)^{−p} − t (convex, decreasing on (0, 1]) starts at
     (1 + t)^{−1/p} ≤ root (h ≥ δ^{−p} − 1) and increases monotonically; the step is scaled
-    by δ^{p+1} so nothing overflows even for t ~ 1e300.
+    by δ^{p+1} (with t·δ^p ≈ 1 formed first) so nothing overflows or underflows for t ~ 1e300.
     """
     t = np.abs(np.asarray(t, dtype=float))
     zeta = np.zeros(t.shape)
@@ -233,9 +233,9 @@ def _h_D_inv_parts(t, p):
         th = t[hi]
         dlt = (1.0 + th) ** (-1.0 / p)
         for _ in range(200):
-            dp1 = dlt ** (p + 1.0)
-            num = dlt - dp1 * (2.0 - dlt) ** (-p) - th * dp1
-            den = p * (1.0 + dp1 * (2.0 - dlt) ** (-p - 1.0))
+            dp = dlt**p  # ≈ 1/t: representable whenever t is
+            num = dlt * (1.0 - dp * (2.0 - dlt) ** (-p) - th * dp)
+            den = p * (1.0 + dp * dlt * (2.0 - dlt) ** (-p - 1.0))
             step = num / den  # = −f/f' ≥ 0
             dlt = dlt + step
             if np.all(np.abs(step) <= 4e-16 * dlt):

@@ -171,13 +171,14 @@ def cmd_predict(args) -> int:
 def cmd_derive(args) -> int:
     from analysis.symbolic import DERIVATIONS, render
 
-    names = [d.name for d in DERIVATIONS]
+    names = list(DERIVATIONS.keys())
     if args.only is not None and args.only not in names:
         raise DLNError(f"The '--only' flag must be one of {', '.join(names)}. Got {args.only!r} instead.")
     failed = 0
-    for der in DERIVATIONS:
-        if args.only is not None and der.name != args.only:
+    for name in names:
+        if args.only is not None and name != args.only:
             continue
+        der = DERIVATIONS[name]
         print(render(der, latex=args.latex))
         ok = bool(der.check())
         failed += not ok

@@ -266,7 +266,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
         keep = ~(bad | conv | over)
         if not keep.any():
             continue
-        rows, ya, yb, yI = rows[keep], ya[keep], yb[keep], yI[keep]
+        rows, ya, yb, yI, L = rows[keep], ya[keep], yb[keep], yI[keep], L[keep]
         K0 = (R0.da[keep], R0.db[keep], R0.gain[keep])
         hh = np.minimum(h[rows], t_max - t[rows])
         ok, new_y, err = _sdirk_step(direction, rows, (ya, yb, yI), K0, hh, su, sv, X, rtol, atol, F)
