@@ -36,7 +36,9 @@ class MirrorResult:
     nu : ndarray, shape (n,)
         Dual variable.
     primal_residual : float
-        ``‖Xβ − y‖ / ‖y‖`` (absolute ``‖Xβ‖`` if y = 0).
+        ``‖Xβ − y‖ / ‖y‖`` (absolute ``‖Xβ‖`` if y = 0). Its attainable floor is about
+        eps·‖|X||β|‖/‖y‖, which is large only when the tilt makes β huge in null(X) (e.g.
+        c = 1e6 with |z0| ~ 5 gives |β| ~ 2c sinh|z0| ~ 1e8).
     kkt_residual : float
         Relative distance of the tilted mirror map from the row space:
         ``‖P_null(X)(arcsinh(β/(2c)) − z0)‖ / max(‖arcsinh(β/(2c)) − z0‖, 1e-300)``,
@@ -209,8 +211,10 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
     log_c : float or array_like of shape (d,), optional
         ln c, for scales outside the float64 range (e.g. −1000).
     tol : float
-        Stop when ``‖Xβ − y‖ ≤ max(tol, 4√d·eps)·max(‖y‖, ‖|X||β|‖)``: the right-hand scale
-        is the round-off floor of evaluating Xβ − y.
+        Stop when ``‖Xβ − y‖ ≤ tol·max(‖y‖, ‖|X||β|‖)``, or when it is below the round-off
+        floor ``4√d·eps·‖|X|(|β| + m⊙(|X|ᵀ|ν| + |z0|))‖`` of evaluating Xβ(ν) − y
+        (m = 2c cosh(Xᵀν + z0) = dβ/da amplifies the rounding of a = Xᵀν + z0, which cancels
+        when z0 is large and β/c small).
     max_iter : int
         Maximum Newton iterations.
 
@@ -242,7 +246,7 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
 
     abs_X = np.abs(X)
     y_norm = float(np.linalg.norm(y))
-    threshold = max(float(tol), 4.0 * np.sqrt(d) * _EPS)
+    round_off = 4.0 * np.sqrt(d) * _EPS
 
     nu = np.zeros(n)
     a = z0.copy()
@@ -256,8 +260,13 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
     while status == "max_iter":
         grad = X @ beta - y
         res = float(np.linalg.norm(grad))
+        # Round-off floor of Xβ − y: the products X·β, and β's sensitivity m = 2c cosh(a) to
+        # the rounding of a = Xᵀν + z0 (which cancels when z0 is large and β/c small).
+        m = np.exp(log_c + np.abs(a)) * (1.0 + np.exp(-2.0 * np.abs(a)))
+        a_scale = abs_X.T @ np.abs(nu) + np.abs(z0)
         scale = max(y_norm, float(np.linalg.norm(abs_X @ np.abs(beta))))
-        if res <= threshold * scale:
+        floor = round_off * float(np.linalg.norm(abs_X @ (np.abs(beta) + m * a_scale)))
+        if res <= max(tol * scale, floor):
             status = "converged"
             break
         if iterations >= max_iter:

@@ -110,31 +110,60 @@ class Result:
 # ---------------------------------------------------------------------------------------------
 # Woodbury solver for (I − τA) x = r with A = U C Vᵀ (see methods.Linearization)
 # ---------------------------------------------------------------------------------------------
-class _Solver:
-    def __init__(self, lin, X: np.ndarray, tau: np.ndarray, chunk: int = 2_000_000):
+class _Jacobian:
+    """Frozen rank-n Jacobian models for all B runs, refreshed only when stale.
+
+    For each run: the factors of U = [−diag(lu) Xᵀ; diag(lv) Xᵀ]/n and Vᵀ = X[diag(ru), −diag(rv)],
+    C and KC = K·C with K = X diag(ru·lu + rv·lv) Xᵀ/n (see methods.Linearization).  Any matrix
+    is a valid Newton matrix (only convergence speed depends on it), and every model keeps U in
+    range(Xᵀ), so a stale model never breaks the preserved invariants.
+    """
+
+    def __init__(self, B: int, n: int, d: int, chunk: int = 4_000_000):
+        self.lu = np.empty((B, d))
+        self.lv = np.empty((B, d))
+        self.ru = np.empty((B, d))
+        self.rv = np.empty((B, d))
+        self.C = np.empty((B, n, n))
+        self.KC = np.empty((B, n, n))
+        self.age = np.full(B, np.iinfo(np.int64).max // 2)
+        self.chunk = chunk
+
+    def refresh(self, direction, rows, state: State, X):
         n, d = X.shape
-        self.X, self.n, self.lin, self.tau = X, n, lin, tau
-        B = tau.shape[0]
-        w = lin.ru * lin.lu + lin.rv * lin.lv  # (B, d)
-        w = np.broadcast_to(w, (B, d))
+        lin = direction.linearization(state, rows)
+        B = rows.size
+        lu, lv = np.broadcast_to(lin.lu, (B, d)), np.broadcast_to(lin.lv, (B, d))
+        self.lu[rows], self.lv[rows], self.ru[rows], self.rv[rows] = lu, lv, lin.ru, lin.rv
+        w = lin.ru * lu + lin.rv * lv
         K = np.empty((B, n, n))
-        step = max(1, chunk // (n * d))
+        step = max(1, self.chunk // (n * d))
         for s in range(0, B, step):  # K = X diag(w) Xᵀ / n, in blocks to bound memory
             K[s:s + step] = np.matmul(X * w[s:s + step, None, :], X.T) / n
         C = lin.scale[:, None, None] * np.eye(n) + lin.gamma_k[:, None, None] * K
         if lin.ck is not None:
             C = C + lin.ck[:, :, None] * np.eye(n)
-        self.C = C
-        core = np.eye(n) + tau[:, None, None] * np.matmul(K, C)
-        self.inv = np.linalg.inv(core)
+        self.C[rows] = C
+        self.KC[rows] = np.matmul(K, C)
+        self.age[rows] = 0
+
+
+class _Solver:
+    """(I − τA)⁻¹ by the Woodbury identity: I + τ U C (I + τ K C)⁻¹ Vᵀ, one n×n inverse per run."""
+
+    def __init__(self, jac: _Jacobian, rows, X: np.ndarray, tau: np.ndarray):
+        n = X.shape[0]
+        self.X, self.n, self.tau = X, n, tau
+        self.lu, self.lv, self.ru, self.rv = jac.lu[rows], jac.lv[rows], jac.ru[rows], jac.rv[rows]
+        self.C = jac.C[rows]
+        self.inv = np.linalg.inv(np.eye(n) + tau[:, None, None] * jac.KC[rows])
 
     def solve(self, ra, rb, rI):
-        lin, X, n = self.lin, self.X, self.n
-        w = (lin.ru * ra - lin.rv * rb) @ X.T  # Vᵀ r
-        s = np.einsum("bij,bj->bi", self.inv, w)
-        cs = np.einsum("bij,bj->bi", self.C, s) * self.tau[:, None]
+        X, n = self.X, self.n
+        w = ((self.ru * ra - self.rv * rb) @ X.T)[:, :, None]  # Vᵀ r
+        cs = np.matmul(self.C, np.matmul(self.inv, w))[:, :, 0] * self.tau[:, None]
         back = (cs @ X) / n
-        return ra - lin.lu * back, rb + lin.lv * back, rI
+        return ra - self.lu * back, rb + self.lv * back, rI
 
 
 def _rms(x, scale):
@@ -160,7 +189,7 @@ def _batch_size(direction: Direction, state: State, where: str) -> int:
 
 def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float | None = None,
          loss_tol: float = 1e-24, stat_tol: float = 1e-10, max_steps: int = 20_000,
-         t_max: float = math.inf, record: bool = False) -> Result:
+         t_max: float = math.inf, record: bool = False, jacobian_age: int = 8) -> Result:
     """Integrate the continuous-time flow dθ/dt = −G(θ) of a batch until each run converges.
 
     A run stops with status
@@ -190,6 +219,9 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
         Per-run time horizon.
     record : bool
         Keep the path (:class:`Trajectory`).
+    jacobian_age : int
+        Steps a run's Jacobian model is reused before it is rebuilt (also rebuilt after a slow
+        or failed Newton iteration); 1 rebuilds it every step.
 
     Returns
     -------
@@ -217,6 +249,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
     prev = np.full((B, 2), np.nan)  # (t, L) at the start of the last accepted step
     log_c0, z0 = a + b, a - b
     traj = [] if record else None
+    jac = _Jacobian(B, X.shape[0], d)
 
     def F(rows, ya, yb):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -269,7 +302,12 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
         rows, ya, yb, yI, L = rows[keep], ya[keep], yb[keep], yI[keep], L[keep]
         K0 = (R0.da[keep], R0.db[keep], R0.gain[keep])
         hh = np.minimum(h[rows], t_max - t[rows])
-        ok, new_y, err = _sdirk_step(direction, rows, (ya, yb, yI), K0, hh, su, sv, X, rtol, atol, F)
+        stale = rows[jac.age[rows] >= jacobian_age]
+        if stale.size:
+            jac.refresh(direction, stale, State(a[stale], b[stale], su[stale], sv[stale]), X)
+        ok, new_y, err, slow = _sdirk_step(rows, (ya, yb, yI), K0, hh, X, rtol, atol, F, jac)
+        jac.age[rows] += 1
+        jac.age[rows[slow | ~ok]] = jacobian_age  # refresh before the next step
         acc = ok & (err <= 1.0)
         with np.errstate(divide="ignore", over="ignore"):
             fac = 0.9 * np.maximum(err, 1e-10) ** -0.25
@@ -292,21 +330,22 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
                   np.zeros((B, d)), rejected=rejected, trajectory=trajectory)
 
 
-def _sdirk_step(direction, rows, y, K0, h, su, sv, X, rtol, atol, F, newton_max=7, newton_tol=0.05):
+def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=0.05):
     """One SDIRK4 step for the runs ``rows`` from y = (a, b, I) with step sizes h (per run).
 
-    Returns (ok, y_new, err): ok is False where Newton failed; err is the filtered, scaled
-    embedded error estimate (accept where ≤ 1).
+    Returns (ok, y_new, err, slow): ok is False where Newton failed; err is the filtered, scaled
+    embedded error estimate (accept where ≤ 1); slow marks runs whose Newton iterations needed
+    more than 3 iterations at some stage (their Jacobian model should be rebuilt).
     """
     ya, yb, yI = y
     Bm = ya.shape[0]
     hg = h * _G
-    lin = direction.linearization(State(ya, yb, su[rows], sv[rows]), rows)
-    solver = _Solver(lin, X, hg)
+    solver = _Solver(jac, rows, X, hg)
     scale = [atol + rtol * np.abs(c) for c in y]
     hc = h[:, None]
     Ks = []
     ok = np.ones(Bm, dtype=bool)
+    slow = np.zeros(Bm, dtype=bool)
     Zprev = None
     for i in range(5):
         S = [sum(_A[i, j] * hc * Ks[j][k] for j in range(i)) if i else np.zeros_like(y[k]) for k in range(3)]
@@ -333,6 +372,7 @@ def _sdirk_step(direction, rows, y, K0, h, su, sv, X, rtol, atol, F, newton_max=
             if np.all(conv | ~ok | ~np.isfinite(norm)):
                 break
             prev_norm = norm
+            slow |= (it >= 2) & ~conv
         ok &= conv & np.isfinite(norm)
         Ks.append([(Z[k] - S[k]) / hg[:, None] for k in range(3)])
         Zprev = Z
@@ -343,7 +383,7 @@ def _sdirk_step(direction, rows, y, K0, h, su, sv, X, rtol, atol, F, newton_max=
         sc = [atol + rtol * np.maximum(np.abs(y[k]), np.abs(y_new[k])) for k in range(3)]
         err = np.sqrt((_rms(e[0], sc[0]) ** 2 + _rms(e[1], sc[1]) ** 2 + _rms(e[2], sc[2]) ** 2) / 3.0)
     err = np.where(ok & np.isfinite(err), err, np.inf)
-    return ok, y_new, err
+    return ok, y_new, err, slow
 
 
 def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000,
