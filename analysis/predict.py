@@ -23,6 +23,8 @@ _MAX_EXPONENT = 690.0
 # Largest change of any exponent a = Xᵀν + z0 attempted in one step: keeps the first trial of
 # a far-away Newton step (tiny c) sensible instead of backtracking from e^{10^20}.
 _MAX_EXPONENT_STEP = 64.0
+# The round-off stopping floor is accepted only up to this relative level.
+_MAX_FLOOR = 1e-6
 
 
 @dataclass
@@ -214,7 +216,7 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
         Stop when ``‖Xβ − y‖ ≤ tol·max(‖y‖, ‖|X||β|‖)``, or when it is below the round-off
         floor ``4√d·eps·‖|X|(|β| + m⊙(|X|ᵀ|ν| + |z0|))‖`` of evaluating Xβ(ν) − y
         (m = 2c cosh(Xᵀν + z0) = dβ/da amplifies the rounding of a = Xᵀν + z0, which cancels
-        when z0 is large and β/c small).
+        when z0 is large and β/c small), capped at 1e-6·max(‖y‖, ‖|X||β|‖).
     max_iter : int
         Maximum Newton iterations.
 
@@ -266,6 +268,9 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
         a_scale = abs_X.T @ np.abs(nu) + np.abs(z0)
         scale = max(y_norm, float(np.linalg.norm(abs_X @ np.abs(beta))))
         floor = round_off * float(np.linalg.norm(abs_X @ (np.abs(beta) + m * a_scale)))
+        # A floor above 1e-6 relative means ν itself has blown up (e.g. an infeasible system,
+        # where ν diverges along null(Xᵀ)): that is not convergence.
+        floor = min(floor, _MAX_FLOOR * scale)
         if res <= max(tol * scale, floor):
             status = "converged"
             break

@@ -126,6 +126,8 @@ class _Jacobian:
         self.rv = np.empty((B, d))
         self.C = np.empty((B, n, n))
         self.KC = np.empty((B, n, n))
+        self.CW = np.empty((B, n, n))  # C (I + τK C)⁻¹ for the cached τ
+        self.tau = np.full(B, np.nan)
         self.age = np.full(B, np.iinfo(np.int64).max // 2)
         self.chunk = chunk
 
@@ -146,23 +148,35 @@ class _Jacobian:
         self.C[rows] = C
         self.KC[rows] = np.matmul(K, C)
         self.age[rows] = 0
+        self.tau[rows] = np.nan
+
+    def factor(self, rows, tau, rel=0.2):
+        """Make C(I + τKC)⁻¹ available for ``rows``; a factor built for τ' within 20% of τ is
+        reused (the Newton matrix then belongs to a nearby step size, which only slows Newton)."""
+        with np.errstate(invalid="ignore"):
+            need = ~(np.abs(self.tau[rows] / tau - 1.0) <= rel)
+        r = rows[need]
+        if r.size:
+            n = self.C.shape[1]
+            t = tau[need]
+            self.CW[r] = np.matmul(self.C[r], np.linalg.inv(np.eye(n) + t[:, None, None] * self.KC[r]))
+            self.tau[r] = t
+        return self.tau[rows]
 
 
 class _Solver:
     """(I − τA)⁻¹ by the Woodbury identity: I + τ U C (I + τ K C)⁻¹ Vᵀ, one n×n inverse per run."""
 
     def __init__(self, jac: _Jacobian, rows, X: np.ndarray, tau: np.ndarray):
-        n = X.shape[0]
-        self.X, self.n, self.tau = X, n, tau
+        self.X, self.n = X, X.shape[0]
+        self.tau = jac.factor(rows, tau)
         self.lu, self.lv, self.ru, self.rv = jac.lu[rows], jac.lv[rows], jac.ru[rows], jac.rv[rows]
-        self.C = jac.C[rows]
-        self.inv = np.linalg.inv(np.eye(n) + tau[:, None, None] * jac.KC[rows])
+        self.CW = jac.CW[rows] * self.tau[:, None, None]
 
     def solve(self, ra, rb, rI):
-        X, n = self.X, self.n
+        X = self.X
         w = ((self.ru * ra - self.rv * rb) @ X.T)[:, :, None]  # Vᵀ r
-        cs = np.matmul(self.C, np.matmul(self.inv, w))[:, :, 0] * self.tau[:, None]
-        back = (cs @ X) / n
+        back = (np.matmul(self.CW, w)[:, :, 0] @ X) / self.n
         return ra - self.lu * back, rb + self.lv * back, rI
 
 
@@ -347,6 +361,7 @@ def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=
     ok = np.ones(Bm, dtype=bool)
     slow = np.zeros(Bm, dtype=bool)
     Zprev = None
+    theta_est = np.full(Bm, np.nan)  # Newton contraction rate seen at earlier stages of this step
     for i in range(5):
         S = [sum(_A[i, j] * hc * Ks[j][k] for j in range(i)) if i else np.zeros_like(y[k]) for k in range(3)]
         # predictor: the explicit Euler increment at the first stage, the previous stage's after
@@ -362,13 +377,15 @@ def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=
                 Z = [Z[k] + dz[k] for k in range(3)]
                 norm = np.sqrt((_rms(dz[0], scale[0]) ** 2 + _rms(dz[1], scale[1]) ** 2
                                 + _rms(dz[2], scale[2]) ** 2) / 3.0)
-            conv = norm <= newton_tol
+            with np.errstate(invalid="ignore", divide="ignore"):
+                conv = (norm <= newton_tol) | ((theta_est < 0.5) & (theta_est / (1 - theta_est) * norm <= newton_tol))
             if prev_norm is not None:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     theta = norm / prev_norm
                     # a contraction: the remaining error θ/(1−θ)·‖Δ‖ is below the tolerance
                     conv |= (theta < 0.9) & (theta / (1 - theta) * norm <= newton_tol)
                 ok &= ~((theta > 2.0) & ~conv)
+                theta_est = np.where(np.isfinite(theta), theta, theta_est)
             if np.all(conv | ~ok | ~np.isfinite(norm)):
                 break
             prev_norm = norm
