@@ -464,26 +464,29 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
     beta_cnt = np.zeros(B)
     traj = []
     chunk = 256
-    idx_buf = [None] * B
     check_every = 1 if batch_size is None else max(1, n // bs)
 
+    buf = {}
+
     def minibatch(rows, k):
-        Xb = np.empty((rows.size, bs, d))
-        yb = np.empty((rows.size, bs))
-        for j, r in enumerate(rows):
-            pos = k[j] % chunk
-            if pos == 0 or idx_buf[r] is None:
-                if batch_size is None:
-                    idx_buf[r] = np.broadcast_to(np.arange(n), (chunk, n))
-                elif bs == 1:
-                    idx_buf[r] = rngs[r].integers(0, n, size=(chunk, 1))
-                else:
-                    idx_buf[r] = rngs[r].permuted(np.broadcast_to(np.arange(n), (chunk, n)), axis=1)[:, :bs]
-            ii = idx_buf[r][pos]
-            Xb[j], yb[j] = X[ii], y[ii]
+        # Active runs step in lockstep (all started at step 0), so step k is the same for all;
+        # each run draws a chunk of steps at a time from its own stream (batched == looped).
+        pos = k % chunk
+        if pos == 0:
+            if batch_size is None:
+                buf["idx"] = np.broadcast_to(np.arange(n), (B, chunk, n))
+            elif bs == 1:
+                buf["idx"] = np.stack([g.integers(0, n, size=(chunk, 1)) for g in rngs])
+            else:
+                base = np.broadcast_to(np.arange(n), (chunk, n))
+                buf["idx"] = np.stack([g.permuted(base, axis=1)[:, :bs] for g in rngs])
             if label_noise > 0:
-                yb[j] = yb[j] + label_noise * rngs[r].standard_normal(bs)
-        return Data(Xb, yb)
+                buf["xi"] = label_noise * np.stack([g.standard_normal((chunk, bs)) for g in rngs])
+        idx = buf["idx"][rows, pos]
+        yb = y[idx]
+        if label_noise > 0:
+            yb = yb + buf["xi"][rows, pos]
+        return Data(X[idx], yb)
 
     k_global = 0
     while True:
@@ -491,7 +494,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         if rows.size == 0:
             break
         st = State(a[rows], b[rows], su[rows], sv[rows])
-        data = minibatch(rows, steps[rows]) if stochastic else None
+        data = minibatch(rows, k_global) if stochastic else None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             R = direction(st, rows, data)
             if stochastic and k_global % check_every == 0:
