@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import check_int, check_real, fail
-from .methods import Data, Direction
+from .methods import Data, Direction, Rates
 from .model import State, beta as beta_of
 
 # Hairer & Wanner SDIRK4 (γ = 1/4), stiffly accurate: b = last row of A.
@@ -493,50 +493,58 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         rows = np.flatnonzero(status == "running")
         if rows.size == 0:
             break
-        st = State(a[rows], b[rows], su[rows], sv[rows])
+        # all runs active (the common case): slices, so that every update below is in place
+        sel = slice(None) if rows.size == B else rows
+        st = State(a[sel], b[sel], su[sel], sv[sel])
         data = minibatch(rows, k_global) if stochastic else None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            R = direction(st, rows, data)
+            R = direction(st, None if rows.size == B else rows, data)
             if stochastic and k_global % check_every == 0:
                 L = direction.problem.loss(beta_of(st, direction.D))
             elif not stochastic:
                 L = R.loss
             else:
                 L = None
-            e = eta[rows]
+            e = eta[sel]
             fa, fb = 1.0 + e * R.da, 1.0 + e * R.db
             da_new, db_new = np.log(np.abs(fa)), np.log(np.abs(fb))
         finite = np.isfinite(da_new).all(axis=1) & np.isfinite(db_new).all(axis=1)
         if L is not None:
             with np.errstate(invalid="ignore"):
                 finite &= np.isfinite(L)
-                bad = ~finite | ~(L <= 1e10 * np.maximum(loss0[rows], 1e-300))
-                conv = ~bad & (L <= loss_tol * loss0[rows]) & (label_noise == 0)
+                bad = ~finite | ~(L <= 1e10 * np.maximum(loss0[sel], 1e-300))
+                conv = ~bad & (L <= loss_tol * loss0[sel]) & (label_noise == 0)
         else:
             bad, conv = ~finite, np.zeros(rows.size, dtype=bool)
         bad |= (np.abs(st.a).max(axis=1) > _LOG_MAX) | (np.abs(st.b).max(axis=1) > _LOG_MAX)
         conv &= ~bad
-        over = ~bad & ~conv & (steps[rows] >= max_steps)
-        status[rows[bad]] = "diverged"
-        status[rows[conv]] = "converged"
-        status[rows[over]] = "max_steps"
+        over = ~bad & ~conv & (steps[sel] >= max_steps)
         go = ~(bad | conv | over)
-        r = rows[go]
-        if r.size:
-            e = eta[r]
-            dz = da_new[go] - db_new[go]
-            Phi[r] += -0.5 * (dz - e * (R.da[go] - R.db[go]))
-            a[r] += da_new[go]
-            b[r] += db_new[go]
-            su[r] *= np.sign(fa[go])
-            sv[r] *= np.sign(fb[go])
-            I[r] += e * R.gain[go]
-            steps[r] += 1
-            if beta_sum is not None:
-                avg = r[steps[r] > average_from]
-                if avg.size:
-                    beta_sum[avg] += beta_of(State(a[avg], b[avg], su[avg], sv[avg]), direction.D)
-                    beta_cnt[avg] += 1
+        if not go.all():
+            status[rows[bad]] = "diverged"
+            status[rows[conv]] = "converged"
+            status[rows[over]] = "max_steps"
+            sel = rows[go]
+            e, fa, fb = e[go], fa[go], fb[go]
+            da_new, db_new, R = da_new[go], db_new[go], Rates(R.da[go], R.db[go], R.gain[go], None)
+        if isinstance(sel, np.ndarray) and sel.size == 0:
+            k_global += 1
+            continue
+        # exact bookkeeping (THEORY.md §4 lemma): z moves by Δz, of which η(da − db) is in range(Xᵀ)
+        Phi[sel] += -0.5 * ((da_new - db_new) - e * (R.da - R.db))
+        a[sel] += da_new
+        b[sel] += db_new
+        if (fa < 0).any() or (fb < 0).any():
+            su[sel] *= np.sign(fa)
+            sv[sel] *= np.sign(fb)
+        I[sel] += e * R.gain
+        steps[sel] += 1
+        if beta_sum is not None:
+            r = np.arange(B)[sel]
+            avg = r[steps[r] > average_from]
+            if avg.size:
+                beta_sum[avg] += beta_of(State(a[avg], b[avg], su[avg], sv[avg]), direction.D)
+                beta_cnt[avg] += 1
         if record_every and k_global % record_every == 0:
             bt = beta_of(State(a, b, su, sv), direction.D)
             traj.append((steps * eta[:, 0], bt, direction.problem.loss(bt), a + b))

@@ -209,9 +209,14 @@ def load_problem(path) -> Problem:
     if path.endswith(".csv"):
         return _load_csv(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            keys = set(f.files)
-            arrays = {key: f[key] for key in _NPZ_KEYS if key in keys}
+        # np.load(path) leaves its file open when zipfile raises: own the handle instead
+        with open(path, "rb") as fh:
+            f = np.load(fh, allow_pickle=False)
+            if not hasattr(f, "files"):
+                raise ValueError("not an .npz archive (a single array)")
+            with f:
+                keys = set(f.files)
+                arrays = {key: f[key] for key in _NPZ_KEYS if key in keys}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         kind = "a readable .npz file" if path.endswith(".npz") else "an .npz or .csv file"
         raise fail("data", "", kind, f"{path} ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
