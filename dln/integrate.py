@@ -173,11 +173,14 @@ class _Solver:
         self.lu, self.lv, self.ru, self.rv = jac.lu[rows], jac.lv[rows], jac.ru[rows], jac.rv[rows]
         self.CW = jac.CW[rows] * self.tau[:, None, None]
 
-    def solve(self, ra, rb, rI):
+    def solve(self, ra, rb, rI, idx=None):
+        """Solve for the runs ``idx`` (default: all) of this solver."""
         X = self.X
-        w = ((self.ru * ra - self.rv * rb) @ X.T)[:, :, None]  # Vᵀ r
-        back = (np.matmul(self.CW, w)[:, :, 0] @ X) / self.n
-        return ra - self.lu * back, rb + self.lv * back, rI
+        sl = slice(None) if idx is None else idx
+        ru, rv, lu, lv = self.ru[sl], self.rv[sl], self.lu[sl], self.lv[sl]
+        w = ((ru * ra - rv * rb) @ X.T)[:, :, None]  # Vᵀ r
+        back = (np.matmul(self.CW[sl], w)[:, :, 0] @ X) / self.n
+        return ra - lu * back, rb + lv * back, rI
 
 
 def _rms(x, scale):
@@ -366,31 +369,38 @@ def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=
         S = [sum(_A[i, j] * hc * Ks[j][k] for j in range(i)) if i else np.zeros_like(y[k]) for k in range(3)]
         # predictor: the explicit Euler increment at the first stage, the previous stage's after
         Z = [hc * _C[i] * K0[k] for k in range(3)] if Zprev is None else [z * (_C[i] / _C[i - 1]) for z in Zprev]
-        prev_norm = None
+        prev_norm = np.full(Bm, np.nan)
         conv = np.zeros(Bm, dtype=bool)
+        active = ok.copy()
         for it in range(newton_max):
-            R = F(rows, ya + Z[0], yb + Z[1])
-            Fv = (R.da, R.db, R.gain)
-            res = [Z[k] - S[k] - hg[:, None] * Fv[k] for k in range(3)]
-            with np.errstate(over="ignore", invalid="ignore"):
-                dz = solver.solve(-res[0], -res[1], -res[2])
-                Z = [Z[k] + dz[k] for k in range(3)]
-                norm = np.sqrt((_rms(dz[0], scale[0]) ** 2 + _rms(dz[1], scale[1]) ** 2
-                                + _rms(dz[2], scale[2]) ** 2) / 3.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                conv = (norm <= newton_tol) | ((theta_est < 0.5) & (theta_est / (1 - theta_est) * norm <= newton_tol))
-            if prev_norm is not None:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    theta = norm / prev_norm
-                    # a contraction: the remaining error θ/(1−θ)·‖Δ‖ is below the tolerance
-                    conv |= (theta < 0.9) & (theta / (1 - theta) * norm <= newton_tol)
-                ok &= ~((theta > 2.0) & ~conv)
-                theta_est = np.where(np.isfinite(theta), theta, theta_est)
-            if np.all(conv | ~ok | ~np.isfinite(norm)):
+            # Each run iterates until its own Newton test passes, then is frozen: a run's result
+            # never depends on its batch companions (batched == looped).
+            idx = np.flatnonzero(active)
+            if idx.size == 0:
                 break
-            prev_norm = norm
-            slow |= (it >= 2) & ~conv
-        ok &= conv & np.isfinite(norm)
+            R = F(rows[idx], ya[idx] + Z[0][idx], yb[idx] + Z[1][idx])
+            Fv = (R.da, R.db, R.gain)
+            hgi = hg[idx, None]
+            res = [Z[k][idx] - S[k][idx] - hgi * Fv[k] for k in range(3)]
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                dz = solver.solve(-res[0], -res[1], -res[2], idx)
+                for k in range(3):
+                    Z[k][idx] += dz[k]
+                norm = np.sqrt((_rms(dz[0], scale[0][idx]) ** 2 + _rms(dz[1], scale[1][idx]) ** 2
+                                + _rms(dz[2], scale[2][idx]) ** 2) / 3.0)
+                th = theta_est[idx]
+                c = (norm <= newton_tol) | ((th < 0.5) & (th / (1 - th) * norm <= newton_tol))
+                theta = norm / prev_norm[idx]
+                # a contraction: the remaining error θ/(1−θ)·‖Δ‖ is below the tolerance
+                c |= (theta < 0.9) & (theta / (1 - theta) * norm <= newton_tol)
+            failed = ((theta > 2.0) & ~c) | ~np.isfinite(norm)
+            theta_est[idx] = np.where(np.isfinite(theta), theta, th)
+            slow[idx] |= (it >= 2) & ~c
+            conv[idx] = c
+            ok[idx] &= ~failed
+            prev_norm[idx] = norm
+            active[idx] = ~c & ~failed
+        ok &= conv
         Ks.append([(Z[k] - S[k]) / hg[:, None] for k in range(3)])
         Zprev = Z
     y_new = [y[k] + Z[k] for k in range(3)]  # stiffly accurate: y_{n+1} = Y_5
