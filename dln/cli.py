@@ -29,7 +29,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text):
+def _int(text):
     try:
         value = int(text)
     except ValueError:
@@ -49,13 +49,13 @@ def add_data_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
     g = p.add_argument_group("data")
     nargs = "+" if multi else None
     g.add_argument("--data", metavar="FILE", help=".npz with arrays X, y (optional X_test, y_test, beta_star) or .csv")
-    g.add_argument("--n", type=_positive_int, nargs=nargs, default=None, help="samples (default 40)")
-    g.add_argument("--d", type=_positive_int, nargs=nargs, default=None, help="dimension (default 100)")
-    g.add_argument("--k", type=_positive_int, nargs=nargs, default=None, help="support size of beta* (default 5)")
+    g.add_argument("--n", type=_int, nargs=nargs, default=None, help="samples (default 40)")
+    g.add_argument("--d", type=_int, nargs=nargs, default=None, help="dimension (default 100)")
+    g.add_argument("--k", type=_int, nargs=nargs, default=None, help="support size of beta* (default 5)")
     g.add_argument("--noise", type=_float, nargs=nargs, default=None, help="label noise std (default 0)")
     g.add_argument("--design", choices=DESIGNS, nargs=nargs, default=None, help="design of X (default gaussian)")
     if not multi:
-        g.add_argument("--seed", type=_positive_int, default=0, help="data seed (default 0)")
+        g.add_argument("--seed", type=_int, default=0, help="data seed (default 0)")
 
 
 def add_method_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
@@ -74,14 +74,14 @@ def add_method_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
     t = p.add_argument_group("time")
     t.add_argument("--time", choices=("flow", "discrete"), nargs=nargs, default=None, help="continuous flow or discrete steps (default flow)")
     t.add_argument("--lr", type=_float, nargs=nargs, default=None, help="learning rate (discrete time)")
-    t.add_argument("--batch-size", dest="batch_size", type=_positive_int, nargs=nargs, default=None,
+    t.add_argument("--batch-size", dest="batch_size", type=_int, nargs=nargs, default=None,
                    help="mini-batch size for SGD (discrete time)")
     t.add_argument("--label-noise", dest="label_noise", type=_float, nargs=nargs, default=None,
                    help="label-noise std for label-noise SGD (discrete time)")
     s = p.add_argument_group("solver")
-    s.add_argument("--depth", dest="D", type=_positive_int, default=2, help="depth D: beta = u^D - v^D (default 2)")
+    s.add_argument("--depth", dest="D", type=_int, default=2, help="depth D: beta = u^D - v^D (default 2)")
     s.add_argument("--rtol", type=_float, default=1e-9, help="flow tolerance (default 1e-9)")
-    s.add_argument("--max-steps", dest="max_steps", type=_positive_int, default=None,
+    s.add_argument("--max-steps", dest="max_steps", type=_int, default=None,
                    help="per-run cap on steps (default 20000 flow, 1000000 discrete)")
 
 

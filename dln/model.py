@@ -106,7 +106,10 @@ def _broadcast(x, d, batch, name, where) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 0:
         return np.full((batch, d), float(x))
-    if x.ndim == 1 and x.shape[0] == d and (batch != d or batch == 1):
+    if x.ndim == 1 and x.shape[0] == d == batch and batch > 1:
+        raise fail(name, where, f"of shape (B, d) when B = d = {d} (a vector is ambiguous: one value per "
+                   "run or per coordinate?)", f"shape {x.shape}")
+    if x.ndim == 1 and x.shape[0] == d:
         return np.broadcast_to(x, (batch, d)).copy()
     if x.ndim == 1 and x.shape[0] == batch:
         return np.repeat(x[:, None], d, axis=1)
