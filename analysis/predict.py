@@ -1,7 +1,8 @@
 """Closed-form implicit-bias predictions as convex programs (THEORY.md §2, §3.1, §9, §15).
 
 - :func:`mirror_argmin`: argmin_{Xβ=y} φ_c(β) − ⟨z0, β⟩ by damped Newton on the n-dimensional
-  dual, entirely in the log domain (c from 1e-300 to 1e300, or ``log_c``).
+  dual, entirely in the log domain (any c with ln c + |z0| < 690, e.g. 1e-300 … 1e299, or
+  ``log_c`` down to −1000 and below).
 - :func:`min_l1` (α → 0 limit, LP), :func:`min_l2` (α → ∞ limit).
 - :func:`weighted_lasso` and :func:`label_noise_lasso_weights` (label-noise SGD, §9).
 """
@@ -121,6 +122,12 @@ def _two_c_sinh(a, log_c):
     return np.sign(a) * np.exp(log_c + abs_a) * -np.expm1(-2.0 * abs_a)
 
 
+def _log_two_c_cosh(a, log_c):
+    """ln(2c·cosh(a)) = ln c + |a| + ln(1 + e^{−2|a|}) (Hessian weights m = 2c cosh a)."""
+    abs_a = np.abs(a)
+    return log_c + abs_a + np.log1p(np.exp(-2.0 * abs_a))
+
+
 def _dual_increment(a, h, t, log_c, ty_step):
     """D(ν + tΔ) − D(ν) for D(ν) = Σ 2c cosh(Xᵀν + z0) − νᵀy, with a = Xᵀν + z0, h = XᵀΔ.
 
@@ -158,18 +165,17 @@ def _null_space_residual(X, v):
 def _newton_direction(X, a, log_c, grad):
     """Newton direction up to a positive factor: returns (Δ̃, s) with the Newton step e^{−s}Δ̃.
 
-    The Hessian X diag(2c cosh a) Xᵀ is formed as e^{s}·(Ã Ãᵀ) with s = max(ln c + |a|) and
-    Ã = X·exp((ln c + |a| − s)/2)·sqrt(1 + e^{−2|a|}), so its entries neither underflow
+    The Hessian X diag(w) Xᵀ, w = 2c cosh a, is formed as e^{s}·(Ã Ãᵀ) with s = max ln w and
+    Ã = X·exp((ln w − s)/2), so its entries neither underflow
     (ln c = −1000) nor overflow. Directions whose curvature is below round-off
     (μ = eps·tr H̃: coordinates still at the tiny scale c while others are O(1)) get the
     curvature μ instead of a round-off value: the step there is large (then capped by the
     line search) rather than zero, as in exact arithmetic. Cholesky of H̃ + μI; if even that
     fails, an eigen-decomposition with eigenvalues clipped at μ.
     """
-    abs_a = np.abs(a)
-    exponent = log_c + abs_a
-    s = float(exponent.max())
-    A = X * (np.exp(0.5 * (exponent - s)) * np.sqrt(1.0 + np.exp(-2.0 * abs_a)))
+    log_w = _log_two_c_cosh(a, log_c)
+    s = float(log_w.max())
+    A = X * np.exp(0.5 * (log_w - s))
     H = A @ A.T
     mu = _EPS * float(np.trace(H))
     try:
@@ -264,7 +270,7 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
         res = float(np.linalg.norm(grad))
         # Round-off floor of Xβ − y: the products X·β, and β's sensitivity m = 2c cosh(a) to
         # the rounding of a = Xᵀν + z0 (which cancels when z0 is large and β/c small).
-        m = np.exp(log_c + np.abs(a)) * (1.0 + np.exp(-2.0 * np.abs(a)))
+        m = np.exp(_log_two_c_cosh(a, log_c))
         a_scale = abs_X.T @ np.abs(nu) + np.abs(z0)
         scale = max(y_norm, float(np.linalg.norm(abs_X @ np.abs(beta))))
         floor = round_off * float(np.linalg.norm(abs_X @ (np.abs(beta) + m * a_scale)))

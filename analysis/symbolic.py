@@ -112,7 +112,7 @@ def _dln(n: int = SYMBOLIC_N, d: int = SYMBOLIC_D):
 _j = sp.Symbol("j", integer=True)
 _uj, _vj, _gj, _mj, _betaj = sp.symbols("u_j v_j g_j m_j beta_j")
 _Mmg = sp.Symbol("(M(m*g))_j")
-_gamma, _eps, _rho = sp.symbols("gamma epsilon rho")
+_gamma, _eps = sp.symbols("gamma epsilon")
 
 
 def _registry_entry(builder):
