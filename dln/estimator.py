@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from .errors import DLNError
+from .integrate import DEFAULT_RTOL
 
 __all__ = ["DiagonalLinearNetwork", "NotFittedError"]
 
@@ -131,7 +132,7 @@ class DiagonalLinearNetwork:
     _estimator_type = "regressor"
 
     def __init__(self, method="gf", alpha=0.1, gamma=None, eps=None, rho=None, flood_level=None, variant="full",
-                 time="flow", lr=None, batch_size=None, label_noise=None, depth=2, rtol=1e-9, max_steps=None,
+                 time="flow", lr=None, batch_size=None, label_noise=None, depth=2, rtol=DEFAULT_RTOL, max_steps=None,
                  fit_intercept=False, random_state=0):
         self.method = method
         self.alpha = alpha

@@ -23,10 +23,33 @@ fixed by the grid alone (not by ``--workers`` or ``--shard``) and are always re-
 ``results.csv`` is identical byte for byte, except for the ``wall_time`` column, whatever the
 number of workers, the sharding, or the interruptions and resumes.
 
+Workers.  ``--workers N`` processes (default: the cores this process may use) each run one batch at
+a time, longest first, with one BLAS thread (threadpoolctl); ``--workers 1`` runs in-process.  A
+worker exits as soon as the sweep's process is gone, so a killed sweep leaves nothing running.
+
 Safety.  The parent process is the only writer: after each chunk, its rows are appended to
 ``results.csv`` with one write, a flush and an ``fsync``.  A sweep killed at any moment keeps every
-finished chunk; ``--resume`` drops a torn last line, keeps the complete chunks and runs the rest.
-At the end the file is rewritten in grid order (temporary file + ``os.replace``).
+finished chunk; ``--resume`` drops a torn last line, keeps the complete chunks and runs the rest
+(on a missing or empty folder it simply starts, so a job script can always pass it).  At the end
+the file is rewritten in grid order (temporary file + ``os.replace``).  ``config.json`` holds the
+command, the package versions, the root seed entropy and a fingerprint of the grid and settings:
+``--resume`` and ``dln merge`` refuse folders of another grid.
+
+Columns of ``results.csv`` (floats written with ``repr``: shortest round-trip; empty where a
+column does not apply, which pandas reads as NaN):
+
+- ``run`` (index in grid order), ``run_id`` (stable hash of the run);
+- the flags: ``method variant time alpha gamma eps rho flood_level lr batch_size label_noise data
+  n d k noise design seed``;
+- ``status`` (converged, diverged, max_steps), ``train_loss``, ``test_error`` (‖β − β*‖² when β*
+  is known, else the test MSE), ``test_mse``, ``l1_norm``;
+- support recovery ``precision``, ``recall`` of {i : |β_i| > 1e-3·max|β|} against supp(β*);
+- gains −ln(α_eff,i/α) (THEORY.md §1, §4.1) on and off the support: ``gain_on_mean gain_on_max
+  gain_off_mean gain_off_max``, and over all coordinates ``gain_mean gain_max``;
+- ``prediction_rel_error`` (β against argmin φ_{u⊙v}, THEORY.md §4), ``prediction_theory_rel_error``
+  (against the integrated-gain prediction), ``kkt_residual``;
+- ``steps``, ``n_evals``, ``t`` (final time), and last ``wall_time`` (seconds per run: the batch's
+  time over its size; the only column that changes between two executions).
 
 SLURM job array (one shard per array task, then one merge)::
 
@@ -62,6 +85,7 @@ from itertools import product
 import numpy as np
 
 from .errors import DLNError, check_choice, check_int, fail
+from .integrate import DEFAULT_RTOL
 from .methods import METHODS, PARAMS, VARIANTS
 from .problem import DESIGNS, Problem, load_problem, make_problem
 
@@ -95,7 +119,7 @@ _INT_RULES = {"n": 1, "d": 1, "k": 1, "batch_size": 1, "seed": 0}
 _CHOICES = {"method": METHODS, "variant": VARIANTS, "time": TIMES, "design": DESIGNS}
 LIST_KEYS = tuple(_CHOICES) + tuple(_FLOAT_RULES) + tuple(_INT_RULES)
 GEOM_KEYS = ("alpha", "gamma", "eps", "rho", "flood_level", "lr", "label_noise")
-SETTING_DEFAULTS = {"depth": 2, "rtol": 1e-9, "max_steps": None, "root_seed": 0, "chunk_size": 32}
+SETTING_DEFAULTS = {"depth": 2, "rtol": DEFAULT_RTOL, "max_steps": None, "root_seed": 0, "chunk_size": 32}
 GRID_KEYS = frozenset(LIST_KEYS) | {f"{k}_geom" for k in GEOM_KEYS} | {"seeds", "data"} | set(SETTING_DEFAULTS)
 MAX_RUNS = 10_000_000
 SUPPORT_RULE = "support = {i : |beta_i| > 1e-3 * max_j |beta_j|} (dln.simulate.SUPPORT_THRESHOLD)"
@@ -180,7 +204,8 @@ def _num(name, v):
 def _normalize(raw: dict, source: str) -> dict:
     """Check the types and ranges of one (sub-)grid's entries; return lists of clean values."""
     if not isinstance(raw, dict):
-        raise fail("grid", W, "a JSON object (or a list of objects) mapping flags to values", f"{type(raw).__name__} in {source}")
+        raise fail("grid", W, "a JSON object (or a list of objects) mapping flags to values",
+                   f"{type(raw).__name__} in {source}")
     out = {}
     for key, value in raw.items():
         name = _NAMES.get(key, str(key).replace("-", "_"))
@@ -437,7 +462,8 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
     runs, cells_of, seen = [], [], {}
     for i, (run, cell) in enumerate(expanded):
         # identity: the key columns, with a data file known by its content (not by how its path is spelled)
-        rid = "%016x" % _hash([_canon(run[c]) for c in KEY_COLUMNS if c != "data"] + [cell["sha"]])
+        # "r" + 16 hex digits: never read as a number (pandas would turn "12e4..." into a float)
+        rid = "r%016x" % _hash([_canon(run[c]) for c in KEY_COLUMNS if c != "data"] + [cell["sha"]])
         if rid in seen:
             raise fail("grid", W, "a list of distinct runs (the sub-grids overlap)",
                        {k: v for k, v in run.items() if v is not None})
@@ -469,7 +495,8 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
     root = settings["root_seed"]
     for j, members in enumerate(chunks):
         first, cell = runs[members[0]], cells_of[members[0]]
-        stochastic = first["time"] == "discrete" and (first["batch_size"] is not None or (first["label_noise"] or 0) > 0)
+        stochastic = first["time"] == "discrete" and (first["batch_size"] is not None
+                                                      or (first["label_noise"] or 0) > 0)
         plan.tasks[j] = dict(
             chunk=j, runs=members, problem=cell["spec"], data_seed=(root, _cell_key(cell), first["seed"]),
             method=first["method"], variant=first["variant"], time=first["time"], batch_size=first["batch_size"],
@@ -477,7 +504,7 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
             alpha=[runs[i]["alpha"] for i in members],
             **{h: ([runs[i][h] for i in members] if h in PARAMS[first["method"]] else None) for h in HYPER},
             lr=None if first["time"] == "flow" else [runs[i]["lr"] for i in members],
-            seeds=[(root, int(runs[i]["run_id"], 16)) for i in members] if stochastic else None,
+            seeds=[(root, int(runs[i]["run_id"][1:], 16)) for i in members] if stochastic else None,
             depth=settings["depth"], rtol=settings["rtol"], max_steps=settings["max_steps"])
     return plan
 
@@ -831,7 +858,7 @@ def _config(plan: Plan, command, workers) -> dict:
         grid=_jsonable_grid(plan.grid), settings=plan.settings,
         root_seed_entropy=plan.settings["root_seed"],
         seeding=("data of a cell: SeedSequence(root_seed, spawn_key=(0, cell_key, seed)); SGD/label noise of a "
-                 "run: SeedSequence(root_seed, spawn_key=(1, int(run_id, 16)))"),
+                 "run: SeedSequence(root_seed, spawn_key=(1, int(run_id[1:], 16)))"),
         support_rule=SUPPORT_RULE, data_sha256=plan.data_files,
         n_runs=len(plan.runs), n_chunks=len(plan.chunks), fingerprint=plan.fingerprint,
         shard=plan.shard_label, shard_runs=sum(len(plan.chunks[j]) for j in plan.shard_chunks),
@@ -860,11 +887,20 @@ def _default_workers() -> int:
 
 
 def _mp_context():
-    """Workers fork from a fork server, a fresh single-threaded process that imported dln once
-    (safe in threaded parents such as notebooks, fast to start); "spawn" where there is none.
-    The server starts with one BLAS thread in its environment, so that NumPy's BLAS in every
-    worker is single-threaded from the start (threadpoolctl, when installed, also enforces it)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - not POSIX
+    """The start method of the worker processes.
+
+    - "fork" on Linux when this process runs a single thread and threadpoolctl can pin the
+      workers' BLAS to one thread: fastest to start, and no re-import of the caller's script
+      (a script calling ``dln.sweep`` needs no ``if __name__ == "__main__"`` guard);
+    - otherwise a fork server (a fresh single-threaded process that imported dln once; safe in
+      threaded parents such as notebooks), started with one BLAS thread in its environment;
+    - "spawn" where neither exists.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1 \
+            and _have_threadpoolctl():
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:  # pragma: no cover - not POSIX
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["dln.sweep", "dln.simulate"])
@@ -883,15 +919,29 @@ def _mp_context():
     return ctx
 
 
+def _have_threadpoolctl() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("threadpoolctl") is not None
+
+
 class _Progress:
+    """tqdm bar on stderr (runs, runs/s, ETA, diverged), only when stderr is a terminal.
+
+    Started after the worker processes (tqdm runs a monitor thread; workers fork before it)."""
+
     def __init__(self, total, initial, quiet):
         self.bar = None
         self.diverged = 0
-        if not quiet and sys.stderr is not None and sys.stderr.isatty():
+        self.args = dict(total=total, initial=initial)
+        self.show = not quiet and sys.stderr is not None and sys.stderr.isatty()
+
+    def start(self):
+        if self.show and self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, unit="run", file=sys.stderr, dynamic_ncols=True,
-                            smoothing=0.05, desc="dln sweep")
+            self.bar = tqdm(**self.args, unit="run", file=sys.stderr, dynamic_ncols=True, smoothing=0.05,
+                            desc="dln sweep")
 
     def update(self, n, diverged):
         self.diverged += diverged
@@ -931,7 +981,7 @@ def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False
     save_trajectories : bool
         Write ``trajectories/chunk-XXXXX.npz`` per batch (final β, α_eff and the path).
     depth, rtol, max_steps, root_seed, chunk_size :
-        Solver depth D (2), flow tolerance (1e-9), per-run step cap, root seed entropy (0), runs per batch (32).
+        Solver depth D (2), flow tolerance (DEFAULT_RTOL), per-run step cap, root seed entropy (0), runs per batch (32).
 
     Returns
     -------
@@ -1044,6 +1094,7 @@ def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, comm
     try:
         if workers == 1:
             _OBJECTS.update(plan.objects)
+            progress.start()
             limits = _limit_threads_here()
             try:
                 for task in tasks:
@@ -1061,7 +1112,7 @@ def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, comm
         elif tasks:
             # longest first (LPT): the workers finish together; the rows are sorted at the end
             tasks.sort(key=lambda t: -_cost(t, plan))
-            _run_pool(plan, tasks, workers, save_trajectories, finish, failures)
+            _run_pool(plan, tasks, workers, save_trajectories, finish, failures, progress.start)
     except KeyboardInterrupt:
         progress.close()
         if appender is not None:
@@ -1122,12 +1173,13 @@ def _limit_threads_here():
     return threadpool_limits(limits=1)
 
 
-def _run_pool(plan, tasks, workers, record, finish, failures):
+def _run_pool(plan, tasks, workers, record, finish, failures, started):
     ctx = _mp_context()
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(plan.objects, os.getpid()))
     try:
         pending = {ex.submit(run_task, task, record): task for task in tasks}
+        started()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -1230,8 +1282,8 @@ def merge(dirs, out, *, partial: bool = False, quiet: bool = True, command=None)
 # Command line
 # =============================================================================================
 RECIPE = """\
-SLURM job array: every array task runs one shard, then one job merges them:
-  sbatch --array=1-8 --cpus-per-task=4 --wrap 'dln sweep ... --workers 4 --resume \\
+SLURM job array (one shard per array task; --resume lets a requeued task continue):
+  sbatch --array=1-8 --cpus-per-task=4 --wrap 'dln sweep GRID-FLAGS --workers 4 --quiet --resume \\
       --shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" --out runs/shard-$SLURM_ARRAY_TASK_ID'
   sbatch --dependency=afterok:JOBID --wrap 'dln merge runs/shard-* --out runs/all'
 """
@@ -1254,7 +1306,8 @@ def add_sweep_parser(sub):
     g.add_argument("--grid", metavar="FILE.json", default=None,
                    help="the grid as JSON: an object mapping flags to values (or a list of objects: union)")
     for name in GEOM_KEYS:
-        g.add_argument(f"--{name.replace('_', '-')}-geom", dest=f"{name}_geom", nargs=3, metavar=("START", "STOP", "NUM"),
+        g.add_argument(f"--{name.replace('_', '-')}-geom", dest=f"{name}_geom", nargs=3,
+                       metavar=("START", "STOP", "NUM"),
                        default=None, help=f"NUM values of {name} from START to STOP, geometrically spaced")
     g.add_argument("--root-seed", dest="root_seed", metavar="INT", default=None,
                    help="entropy of the root SeedSequence (default 0)")

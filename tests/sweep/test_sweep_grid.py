@@ -1,0 +1,172 @@
+"""Grid expansion, applicability rules, grid order, chunks, shards, seeds and fingerprints."""
+from __future__ import annotations
+
+import json
+from itertools import product
+
+import numpy as np
+import pytest
+
+from dln.errors import DLNError
+from dln.sweep import KEY_COLUMNS, _problem, build_plan, load_grid
+
+
+def plan(**grid):
+    settings = {k: grid.pop(k) for k in ("depth", "rtol", "max_steps", "root_seed", "chunk_size") if k in grid}
+    shard = grid.pop("shard", None)
+    return build_plan(grid, settings, shard)
+
+
+def test_hyper_parameters_reach_only_the_methods_that_use_them():
+    p = plan(method=["gf", "gr", "fgr"], alpha=[0.01, 0.1, 1], gamma=[0.05, 0.1], eps=[0.1], seeds=2, n=[20], d=[40])
+    by = {}
+    for r in p.runs:
+        by.setdefault(r["method"], []).append(r)
+    assert len(by["gf"]) == 3 * 2  # once per alpha and seed: gamma does not multiply gf
+    assert len(by["gr"]) == 3 * 2 * 2
+    assert len(by["fgr"]) == 3 * 2 * 1 * 2
+    assert len(p.runs) == 30
+    assert all(r["gamma"] is None and r["eps"] is None for r in by["gf"])
+    assert all(r["gamma"] is not None and r["eps"] is None for r in by["gr"])
+    assert all(r["gamma"] is not None and r["eps"] == 0.1 for r in by["fgr"])
+    assert all(r[c] is None for r in p.runs for c in ("rho", "flood_level", "lr", "batch_size", "label_noise", "data"))
+    assert [r["run"] for r in p.runs] == list(range(30))
+    assert set(KEY_COLUMNS) <= set(p.runs[0])
+
+
+def test_grid_order_is_the_nested_product():
+    p = plan(method=["gr", "gf"], alpha=[1.0, 0.1], gamma=[0.2, 0.1], seed=[3, 1], n=[10], d=[20])
+    got = [(r["seed"], r["method"], r["alpha"], r["gamma"]) for r in p.runs]
+    want = []
+    for seed, method in product([3, 1], ["gr", "gf"]):
+        for alpha in [1.0, 0.1]:
+            for gamma in ([0.2, 0.1] if method == "gr" else [None]):
+                want.append((seed, method, alpha, gamma))
+    assert got == want
+
+
+def test_data_cells_are_outermost_and_time_axes_apply_to_discrete_only():
+    p = plan(method=["gf"], alpha=[0.5], time=["flow", "discrete"], lr=[0.1, 0.2], batch_size=[2], label_noise=[0.0, 0.1],
+             n=[10, 12], d=[20], k=[2])
+    cells = [(r["n"], r["time"], r["lr"], r["batch_size"], r["label_noise"]) for r in p.runs]
+    want = []
+    for n in (10, 12):
+        want.append((n, "flow", None, None, None))
+        want += [(n, "discrete", lr, 2, ln) for lr in (0.1, 0.2) for ln in (0.0, 0.1)]
+    assert cells == want
+
+
+def test_flood_runs_full_only_and_variants_multiply_the_rest():
+    p = plan(method=["gf", "flood"], variant=["full", "per-sample"], flood_level=[0.0, 0.01], alpha=[0.1], n=[10], d=[20])
+    assert [(r["method"], r["variant"], r["flood_level"]) for r in p.runs] == [
+        ("gf", "full", None), ("gf", "per-sample", None), ("flood", "full", 0.0), ("flood", "full", 0.01)]
+
+
+def test_geometric_ranges():
+    p = plan(alpha_geom=[1e-4, 10, 25], n=[10], d=[20])
+    assert [r["alpha"] for r in p.runs] == [float(x) for x in np.geomspace(1e-4, 10, 25)]
+    assert plan(alpha_geom=[0.5, 0.5, 1], n=[10], d=[20]).runs[0]["alpha"] == 0.5
+
+
+def test_union_of_sub_grids_and_the_grid_file(tmp_path):
+    grid = [dict(method="gr", gamma=[0.1, 0.2], alpha=0.1), dict(method="fgr", gamma=0.1, eps=[0.01, 0.1], alpha=0.1)]
+    for g in grid:
+        g.update(n=10, d=20)
+    p = build_plan(grid)
+    assert [(r["method"], r["gamma"], r["eps"]) for r in p.runs] == [
+        ("gr", 0.1, None), ("gr", 0.2, None), ("fgr", 0.1, 0.01), ("fgr", 0.1, 0.1)]
+    f = tmp_path / "grid.json"
+    f.write_text(json.dumps(grid))
+    assert build_plan(load_grid(f)).fingerprint == p.fingerprint
+    # the same grid, keys written with dashes and in another order
+    f.write_text(json.dumps({"d": 20, "n": [10], "gamma": [0.05], "method": ["gr"], "max-steps": 100}))
+    assert build_plan(load_grid(f)).fingerprint == plan(method=["gr"], gamma=[0.05], n=[10], d=[20],
+                                                        max_steps=100).fingerprint
+
+
+def test_chunks_partition_the_runs_by_dataset_and_method():
+    p = plan(method=["gf", "gr"], alpha=[0.01, 0.1, 1], gamma=[0.05, 0.1, 0.2], seeds=2, n=[10], d=[20], chunk_size=4)
+    seen = sorted(i for c in p.chunks for i in c)
+    assert seen == list(range(len(p.runs)))
+    for c in p.chunks:
+        assert 1 <= len(c) <= 4
+        key = {(p.runs[i]["seed"], p.runs[i]["method"], p.runs[i]["variant"], p.runs[i]["time"]) for i in c}
+        assert len(key) == 1
+    # gr: 9 runs per seed -> 3 near-equal chunks of 3; gf: 3 runs -> 1 chunk
+    assert sorted(len(c) for c in p.chunks) == [3] * 8
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 7, 50])
+def test_shards_partition_the_chunks(n_shards):
+    base = dict(method=["gf", "gr"], alpha=[0.01, 0.1, 1], gamma=[0.05, 0.1], seeds=3, n=[10], d=[20], chunk_size=2)
+    full = plan(**base)
+    got = []
+    for i in range(1, n_shards + 1):
+        s = plan(**base, shard=f"{i}/{n_shards}")
+        assert s.fingerprint == full.fingerprint
+        got += [r for j in s.shard_chunks for r in s.chunks[j]]
+    assert sorted(got) == list(range(len(full.runs)))
+
+
+def test_adding_grid_values_keeps_the_data_and_ids_of_the_other_cells():
+    a = plan(method=["gf"], alpha=[0.1], seeds=2, n=[10], d=[20])
+    b = plan(method=["gf", "gr"], gamma=[0.1], alpha=[0.01, 0.1], seeds=3, n=[12, 10], d=[20])
+    ids_b = {r["run_id"]: r for r in b.runs}
+    for r in a.runs:
+        assert r["run_id"] in ids_b  # the same run has the same stable id in both grids
+    for seed in (0, 1):
+        ta = next(t for t in a.tasks.values() if a.runs[t["runs"][0]]["seed"] == seed)
+        tb = next(t for t in b.tasks.values()
+                  if b.runs[t["runs"][0]]["seed"] == seed and b.runs[t["runs"][0]]["n"] == 10)
+        assert ta["data_seed"] == tb["data_seed"]
+        Pa, Pb = _problem(ta["problem"], ta["data_seed"]), _problem(tb["problem"], tb["data_seed"])
+        assert np.array_equal(Pa.X, Pb.X) and np.array_equal(Pa.beta_star, Pb.beta_star)
+    # different seeds and different cells get different data
+    t0, t1 = a.tasks[0], a.tasks[1]
+    assert not np.array_equal(_problem(t0["problem"], t0["data_seed"]).X, _problem(t1["problem"], t1["data_seed"]).X)
+
+
+def test_root_seed_changes_the_data_and_the_fingerprint():
+    a = plan(method=["gf"], n=[10], d=[20])
+    b = plan(method=["gf"], n=[10], d=[20], root_seed=7)
+    ta, tb = a.tasks[0], b.tasks[0]
+    assert not np.array_equal(_problem(ta["problem"], ta["data_seed"]).X, _problem(tb["problem"], tb["data_seed"]).X)
+    assert a.fingerprint != b.fingerprint
+    assert a.runs[0]["run_id"] == b.runs[0]["run_id"]
+
+
+@pytest.mark.parametrize("change", [dict(rtol=1e-7), dict(chunk_size=3), dict(max_steps=10), dict(depth=3),
+                                    dict(alpha=[0.1, 2.0])])
+def test_fingerprint_covers_settings_and_values(change):
+    base = dict(method=["gf"], alpha=[0.1, 1.0], n=[10], d=[20])
+    assert plan(**base).fingerprint != plan(**{**base, **change}).fingerprint
+
+
+def test_run_ids_are_stable_across_sessions():
+    # A regression guard: the id hashes the key columns (sha256), never Python's salted hash().
+    p = plan(method=["gf"], alpha=[0.01], n=[20], d=[40])
+    assert p.runs[0]["run_id"] == "rf4a45d902ad18732"
+
+
+def test_stochastic_runs_get_one_seed_each():
+    p = plan(method=["gf"], time=["discrete"], lr=[0.1, 0.2], batch_size=[2], alpha=[0.5], seeds=1, n=[10], d=[20])
+    task = p.tasks[0]
+    assert len(task["seeds"]) == 2 and len(set(task["seeds"])) == 2
+    det = plan(method=["gf"], time=["discrete"], lr=[0.1], alpha=[0.5], n=[10], d=[20])
+    assert det.tasks[0]["seeds"] is None  # plain GD: no randomness
+
+
+def test_data_file_cell(tmp_path):
+    from dln.problem import make_problem, save_problem
+
+    f = tmp_path / "data.npz"
+    P = make_problem(n=8, d=12, k=2, seed=3)
+    save_problem(f, P)
+    p = plan(method=["gf"], alpha=[0.1, 1.0], data=str(f))
+    assert [(r["data"], r["n"], r["d"], r["k"], r["seed"]) for r in p.runs] == [(str(f), 8, 12, None, 0)] * 2
+    assert list(p.data_files) == [str(f)]
+    # with stochastic runs, seeds give independent mini-batch draws on the same data
+    q = plan(method=["gf"], time=["discrete"], lr=[0.1], batch_size=[2], seeds=2, data=str(f))
+    assert len(q.runs) == 2
+    with pytest.raises(DLNError, match="'seeds'"):
+        plan(method=["gf"], seeds=2, data=str(f))
