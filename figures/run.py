@@ -1,0 +1,171 @@
+"""``dln figures``: regenerate every theory figure (issue 5; DESIGN.md §5, §6).
+
+    dln figures --out figures/out            # all nine figures, full size (a few minutes)
+    dln figures --out /tmp/figs --quick      # small sizes (well under a minute)
+    dln figures --out DIR --only fig3 fig7   # some of them (name, prefix or number)
+    dln figures --out figures/out --gallery docs/gallery   # also the small PNGs of the README
+
+Each figure is written as NAME.png, NAME.pdf and NAME.csv (the plotted numbers) in ``--out``.
+With ``--jobs 2`` (the default on a machine with two or more cores) the figures are computed in
+two worker processes.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+
+FIGURES = (
+    "fig1_kernel_rich",
+    "fig2_gr_regime",
+    "fig3_ascent_step",
+    "fig4_gain_shape",
+    "fig5_theory_vs_sim",
+    "fig6_flooding",
+    "fig7_sam",
+    "fig8_incremental",
+    "fig9_large_steps",
+)
+#: rough relative cost in full mode (largest first when scheduling on several workers)
+_COST = {"fig9_large_steps": 9, "fig4_gain_shape": 6, "fig5_theory_vs_sim": 6, "fig2_gr_regime": 5,
+         "fig3_ascent_step": 4, "fig7_sam": 4, "fig6_flooding": 2, "fig1_kernel_rich": 2, "fig8_incremental": 1}
+
+
+def module(name: str):
+    return importlib.import_module(f"figures.{name}")
+
+
+def resolve(names) -> list[str]:
+    """Figure names from full names, prefixes (``fig3``) or numbers (``3``); ValueError otherwise."""
+    if not names:
+        return list(FIGURES)
+    out = []
+    for raw in names:
+        key = str(raw).strip()
+        if key.isdigit():
+            key = f"fig{int(key)}_"
+        hits = [f for f in FIGURES if f == key or f.startswith(key)]
+        if len(hits) != 1:
+            raise ValueError(f"The 'only' parameter of figures must name one figure of {', '.join(FIGURES)} "
+                             f"(a name, a prefix such as fig3, or a number). Got {raw!r} instead.")
+        if hits[0] not in out:
+            out.append(hits[0])
+    return out
+
+
+def _one(name: str, quick: bool, out: str, dpi: int, gallery: str | None = None) -> dict:
+    from . import common
+
+    return common.make_figure(module(name), quick=quick, out=out, dpi=dpi, gallery=gallery)
+
+
+def _limit_threads():  # pragma: no cover - depends on the BLAS
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
+
+
+def run(names, *, out: str, quick: bool = False, dpi: int = 100, jobs: int = 1, gallery: str | None = None,
+        log=print) -> list[dict]:
+    """Make the figures ``names`` into ``out``; returns one info dict per figure (in FIGURES order)."""
+    names = resolve(names)
+    os.makedirs(out, exist_ok=True)
+    infos = {}
+    jobs = max(1, min(int(jobs), len(names)))
+    if jobs == 1:
+        for name in names:
+            infos[name] = _one(name, quick, out, dpi, gallery)
+            log(_line(infos[name]))
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        order = sorted(names, key=lambda n: -_COST.get(n, 1))
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_limit_threads) as ex:
+            futs = {ex.submit(_one, name, quick, out, dpi, gallery): name for name in order}
+            for fut in cf.as_completed(futs):
+                info = fut.result()
+                infos[info["name"]] = info
+                log(_line(info))
+    return [infos[n] for n in names]
+
+
+def _line(info: dict) -> str:
+    return (f"{info['name']:<20} compute {info['compute']:6.1f} s (CPU {info['compute_cpu']:6.1f} s)   "
+            f"plot {info['plot']:5.1f} s (CPU {info['plot_cpu']:5.1f} s)")
+
+
+def cmd_figures(args) -> int:
+    t0 = time.perf_counter()
+    names = resolve(args.only)
+    mode = "quick" if args.quick else "full"
+    jobs = max(1, min(args.jobs, len(names)))
+    print(f"dln figures: {len(names)} figure(s), {mode} size, {jobs} worker(s) -> {args.out}", flush=True)
+    infos = run(names, out=args.out, quick=args.quick, dpi=args.dpi, jobs=jobs, gallery=args.gallery,
+                log=lambda s: print(s, flush=True))
+    cpu = sum(i["compute_cpu"] + i["plot_cpu"] for i in infos)
+    print(f"done in {time.perf_counter() - t0:.1f} s wall ({cpu:.1f} s CPU in the figure workers); "
+          f"PNG, PDF and CSV in {args.out}", flush=True)
+    return 0
+
+
+def add_figures_parser(subparsers):
+    """Register ``dln figures`` (called by dln.cli)."""
+    p = subparsers.add_parser("figures", help="regenerate the theory figures (PNG, PDF, CSV)",
+                              description="Regenerate every theory figure: NAME.png, NAME.pdf and NAME.csv "
+                                          "(the plotted numbers) per figure in --out.")
+    p.add_argument("--out", default=os.path.join("figures", "out"), metavar="DIR",
+                   help="output folder (default figures/out)")
+    p.add_argument("--quick", action="store_true", help="small sizes: all figures in well under a minute")
+    p.add_argument("--only", nargs="+", metavar="NAME", default=None,
+                   help="only these figures (name, prefix such as fig3, or number)")
+    p.add_argument("--dpi", type=_dpi, default=100, help="PNG resolution (default 100)")
+    p.add_argument("--gallery", metavar="DIR", default=None,
+                   help="also write small PNGs (80 dpi) for the README gallery into DIR (e.g. docs/gallery)")
+    p.add_argument("--jobs", type=_jobs, default=min(2, os.cpu_count() or 1),
+                   help="worker processes (default: 2 if the machine has 2 cores or more)")
+    p.set_defaults(func=cmd_figures)
+    return p
+
+
+def _positive(name, text, lo, hi):
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer. Got {text!r} instead") from None
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}]. Got {v} instead")
+    return v
+
+
+def _dpi(text):
+    return _positive("dpi", text, 10, 1200)
+
+
+def _jobs(text):
+    return _positive("jobs", text, 1, 64)
+
+
+def main(argv=None) -> int:
+    """``python -m figures.run [--out DIR] [--quick] [--only ...]`` (same as ``dln figures``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m figures.run")
+    sub = parser.add_subparsers(dest="command")
+    add_figures_parser(sub)
+    args = parser.parse_args(["figures"] + list(sys.argv[1:] if argv is None else argv))
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        print(f"dln: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
