@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .errors import DLNError
+from .integrate import DEFAULT_RTOL
 from .methods import METHODS, VARIANTS
 from .problem import DESIGNS, load_problem, make_problem
 
@@ -80,7 +81,7 @@ def add_method_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
                    help="label-noise std for label-noise SGD (discrete time)")
     s = p.add_argument_group("solver")
     s.add_argument("--depth", dest="D", type=_int, default=2, help="depth D: beta = u^D - v^D (default 2)")
-    s.add_argument("--rtol", type=_float, default=1e-9, help="flow tolerance (default 1e-9)")
+    s.add_argument("--rtol", type=_float, default=DEFAULT_RTOL, help=f"flow tolerance (default {DEFAULT_RTOL:g})")
     s.add_argument("--max-steps", dest="max_steps", type=_int, default=None,
                    help="per-run cap on steps (default 20000 flow, 1000000 discrete)")
 

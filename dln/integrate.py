@@ -41,6 +41,31 @@ _BHAT = np.array([59 / 48, -17 / 96, 225 / 32, -85 / 12, 0.0])
 _C = _A.sum(axis=1)
 TABLEAU = dict(A=_A, b=_B, bhat=_BHAT, c=_C, gamma=_G)
 
+# ROS34PW2 (Rang & Angermann 2005, BIT 45:761), a Rosenbrock-W method: order 3 for ANY matrix W
+# in (I − γhW)k_i = h f(y + Σ_j a_ij k_j) + hW Σ_j g_ij k_j, stiffly accurate, L-stable;
+# embedded order 2.  One linear solve and one evaluation per stage, no Newton iterations.
+_RG = 4.3586652150845900e-01
+_RA = np.array([
+    [0.0, 0.0, 0.0, 0.0],
+    [8.7173304301691801e-01, 0.0, 0.0, 0.0],
+    [8.4457060015369423e-01, -1.1299064236397981e-01, 0.0, 0.0],
+    [0.0, 0.0, 1.0, 0.0],
+])
+_RGAM = np.array([
+    [0.0, 0.0, 0.0, 0.0],
+    [-8.7173304301691801e-01, 0.0, 0.0, 0.0],
+    [-9.0338057013044082e-01, 5.4180672388095326e-02, 0.0, 0.0],
+    [2.4212380706095346e-01, -1.2232505839045147e+00, 5.4526025533510214e-01, 0.0],
+])
+_RB = np.array([2.4212380706095346e-01, -1.2232505839045147e+00, 1.5452602553351023e+00, 4.3586652150845900e-01])
+_RBHAT = np.array([3.7810903145819369e-01, -9.6042292212423178e-02, 0.5, 2.1793326075422950e-01])
+ROS34PW2 = dict(A=_RA, Gamma=_RGAM, b=_RB, bhat=_RBHAT, gamma=_RG)
+SCHEMES = ("ros34pw2", "sdirk4")
+
+#: Default local error tolerance of ``flow``: ~3e-8 relative error of β∞ against a 1e-12 reference
+#: (the exact invariants hold to round-off whatever the tolerance).
+DEFAULT_RTOL = 1e-8
+
 STATUSES = ("converged", "diverged", "max_steps", "running")
 _LOG_MAX = 300.0  # |ln u| beyond this: u² over/underflows float64 soon; the run has diverged
 
@@ -171,7 +196,14 @@ class _Solver:
         self.X, self.n = X, X.shape[0]
         self.tau = jac.factor(rows, tau)
         self.lu, self.lv, self.ru, self.rv = jac.lu[rows], jac.lv[rows], jac.ru[rows], jac.rv[rows]
+        self.C = jac.C[rows]
         self.CW = jac.CW[rows] * self.tau[:, None, None]
+
+    def apply(self, va, vb):
+        """The model Jacobian times a vector: A v = U C Vᵀ v (zero on the gain rows)."""
+        w = ((self.ru * va - self.rv * vb) @ self.X.T)[:, :, None]
+        back = (np.matmul(self.C, w)[:, :, 0] @ self.X) / self.n
+        return -self.lu * back, self.lv * back
 
     def solve(self, ra, rb, rI, idx=None):
         """Solve for the runs ``idx`` (default: all) of this solver."""
@@ -204,9 +236,10 @@ def _batch_size(direction: Direction, state: State, where: str) -> int:
     return B
 
 
-def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float | None = None,
+def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, atol: float | None = None,
          loss_tol: float = 1e-24, stat_tol: float = 1e-10, max_steps: int = 20_000,
-         t_max: float = math.inf, record: bool = False, jacobian_age: int = 8) -> Result:
+         t_max: float = math.inf, record: bool = False, jacobian_age: int | None = None,
+         scheme: str = "ros34pw2") -> Result:
     """Integrate the continuous-time flow dθ/dt = −G(θ) of a batch until each run converges.
 
     A run stops with status
@@ -236,9 +269,13 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
         Per-run time horizon.
     record : bool
         Keep the path (:class:`Trajectory`).
-    jacobian_age : int
-        Steps a run's Jacobian model is reused before it is rebuilt (also rebuilt after a slow
-        or failed Newton iteration); 1 rebuilds it every step.
+    jacobian_age : int, optional
+        Steps a run's Jacobian model is reused before it is rebuilt (also rebuilt after a
+        rejected step, or a slow Newton iteration); 1 rebuilds it every step.  Default 4
+        (ros34pw2) or 8 (sdirk4).
+    scheme : {"ros34pw2", "sdirk4"}
+        ``ros34pw2``: Rosenbrock-W, order 3, one evaluation and one Woodbury solve per stage
+        (4 stages); ``sdirk4``: SDIRK order 4 with Newton iterations (5 stages).
 
     Returns
     -------
@@ -248,6 +285,12 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
     rtol, max_steps, loss_tol = _check_common(where, rtol, max_steps, loss_tol)
     atol = rtol if atol is None else check_real("atol", atol, where, gt=0.0, allow_array=False)
     stat_tol = check_real("stat_tol", stat_tol, where, gt=0.0, allow_array=False)
+    from .errors import check_choice
+
+    check_choice("scheme", scheme, SCHEMES, where)
+    step_fn, order = (_ros_step, 3) if scheme == "ros34pw2" else (_sdirk_step, 4)
+    if jacobian_age is None:
+        jacobian_age = 4 if scheme == "ros34pw2" else 8
     t_max = float(t_max)
     B = _batch_size(direction, state0, where)
     d = state0.a.shape[1]
@@ -322,12 +365,11 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
         stale = rows[jac.age[rows] >= jacobian_age]
         if stale.size:
             jac.refresh(direction, stale, State(a[stale], b[stale], su[stale], sv[stale]), X)
-        ok, new_y, err, slow = _sdirk_step(rows, (ya, yb, yI), K0, hh, X, rtol, atol, F, jac)
+        ok, new_y, err, slow = step_fn(rows, (ya, yb, yI), K0, hh, X, rtol, atol, F, jac)
         jac.age[rows] += 1
-        jac.age[rows[slow | ~ok]] = jacobian_age  # refresh before the next step
         acc = ok & (err <= 1.0)
         with np.errstate(divide="ignore", over="ignore"):
-            fac = 0.9 * np.maximum(err, 1e-10) ** -0.25
+            fac = 0.9 * np.maximum(err, 1e-10) ** (-1.0 / order)
         fac = np.where(acc, np.clip(fac, 0.2, 5.0), np.where(ok & np.isfinite(err), np.clip(fac, 0.1, 0.9), 0.25))
         ar = rows[acc]
         prev[ar, 0], prev[ar, 1] = t[ar], L[acc]
@@ -335,6 +377,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
         t[ar] += hh[acc]
         steps[ar] += 1
         rejected[rows[~acc]] += 1
+        jac.age[rows[slow | ~acc]] = jacobian_age  # rebuild the model before the next attempt
         h[rows] = hh * fac
         if record and acc.any():
             snapshot(last_L)
@@ -345,6 +388,44 @@ def flow(direction: Direction, state0: State, *, rtol: float = 1e-9, atol: float
     trajectory = Trajectory(*(np.array(x) for x in zip(*traj))) if record else None
     return Result(direction, state, beta, loss, status.astype(str), t, steps, evals, I, log_c0, z0,
                   np.zeros((B, d)), rejected=rejected, trajectory=trajectory)
+
+
+def _ros_step(rows, y, K0, h, X, rtol, atol, F, jac):
+    """One ROS34PW2 step for the runs ``rows`` from y = (a, b, I) with step sizes h (per run).
+
+    With τ_c the step of the cached factor, the matrix used is W = (τ_c/(γh))·A: still a valid
+    W-method matrix, so the order is 3 whatever the model and the reuse (THEORY-independent
+    property of W-methods; tested).  Returns (ok, y_new, err, slow=False).
+    """
+    solver = _Solver(jac, rows, X, h * _RG)
+    wscale = (solver.tau / _RG)[:, None]  # h·W v = (τ_c/γ)·A v
+    hc = h[:, None]
+    ks = []
+    ok = np.ones(h.size, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for i in range(4):
+            if i == 0:
+                Fv = K0
+            else:
+                ya = y[0] + sum(_RA[i, j] * ks[j][0] for j in range(i))
+                yb = y[1] + sum(_RA[i, j] * ks[j][1] for j in range(i))
+                R = F(rows, ya, yb)
+                Fv = (R.da, R.db, R.gain)
+            rhs = [hc * Fv[k] for k in range(3)]
+            if i:
+                va = sum(_RGAM[i, j] * ks[j][0] for j in range(i))
+                vb = sum(_RGAM[i, j] * ks[j][1] for j in range(i))
+                wa, wb = solver.apply(va, vb)
+                rhs[0] += wscale * wa
+                rhs[1] += wscale * wb
+            ks.append(solver.solve(*rhs))
+        y_new = [y[k] + sum(_RB[j] * ks[j][k] for j in range(4)) for k in range(3)]
+        e = [sum((_RB[j] - _RBHAT[j]) * ks[j][k] for j in range(4)) for k in range(3)]
+        sc = [atol + rtol * np.maximum(np.abs(y[k]), np.abs(y_new[k])) for k in range(3)]
+        err = np.sqrt((_rms(e[0], sc[0]) ** 2 + _rms(e[1], sc[1]) ** 2 + _rms(e[2], sc[2]) ** 2) / 3.0)
+    ok &= np.isfinite(err)
+    err = np.where(ok, err, np.inf)
+    return ok, y_new, err, np.zeros(h.size, dtype=bool)
 
 
 def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=0.05):

@@ -14,7 +14,7 @@ from analysis.predict import mirror_argmin
 
 from . import methods as _methods
 from .errors import check_choice, check_real, fail
-from .integrate import Result, flow, iterate
+from .integrate import DEFAULT_RTOL, Result, flow, iterate
 from .model import initial_state
 from .problem import Problem
 
@@ -33,7 +33,7 @@ def _vec(x, name, where):
 def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", alpha=0.1,
               gamma=None, eps=None, rho=None, flood_level=None, time: str = "flow", lr=None,
               batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0,
-              rtol: float = 1e-9, loss_tol: float = 1e-24, max_steps: int | None = None,
+              rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24, max_steps: int | None = None,
               record: bool = False) -> Result:
     """Run one method on a batch: hyper-parameters may be scalars or per-run arrays of equal length.
 

@@ -564,3 +564,62 @@ def test_batch_size_mismatch_between_direction_and_state():
     P = sparse_problem(5, 8, k=2, seed=0)
     with pytest.raises(DLNError, match=r"'state' parameter of flow must be a batch of 3 runs"):
         flow(methods.gr(P, gamma=B_GAMMA), initial_state(8, 2, alpha=0.1))
+
+
+# --- ROS34PW2: a W-method, order 3 whatever matrix stands in for the Jacobian -----------------
+def _ros_solve(f, W, y0, T, N):
+    """Fixed-step ROS34PW2 written from the tableau alone: (I − γhW)k_i = h f(Y_i) + hW Σ g_ij k_j."""
+    from dln.integrate import ROS34PW2 as R
+
+    A_, G_, b_, g_ = R["A"], R["Gamma"], R["b"], R["gamma"]
+    y, h = np.array(y0, dtype=float), T / N
+    for _ in range(N):
+        Wm = W(y)
+        M = np.eye(y.size) - g_ * h * Wm
+        ks = []
+        for i in range(4):
+            Y = y + sum(A_[i, j] * ks[j] for j in range(i))
+            v = sum((G_[i, j] * ks[j] for j in range(i)), np.zeros_like(y))
+            ks.append(np.linalg.solve(M, h * f(Y) + h * Wm @ v))
+        y = y + sum(b_[i] * ks[i] for i in range(4))
+    return y
+
+
+@pytest.mark.parametrize("which", ["exact", "zero", "frozen", "diagonal"])
+def test_ros34pw2_is_third_order_for_any_jacobian_model(which):
+    """The property flow relies on when it reuses a stale or partial Jacobian model: the observed
+    order on a nonlinear ODE is 3 with the exact Jacobian and with arbitrary matrices."""
+    from scipy.integrate import solve_ivp
+
+    def f(y):
+        return np.array([-y[0] * y[1] + np.sin(y[1]), y[0] ** 2 - 0.5 * y[1], np.cos(y[0]) - y[2]])
+
+    def J(y):
+        return np.array([[-y[1], -y[0] + np.cos(y[1]), 0], [2 * y[0], -0.5, 0], [-np.sin(y[0]), 0, -1]])
+
+    y0 = np.array([1.0, 0.5, 0.2])
+    W = {"exact": J, "zero": lambda y: np.zeros((3, 3)), "frozen": lambda y: J(y0) + 0.3,
+         "diagonal": lambda y: np.diag(np.diag(J(y)))}[which]
+    ref = solve_ivp(lambda t, y: f(y), (0, 1), y0, method="DOP853", rtol=1e-13, atol=1e-14).y[:, -1]
+    errs = [np.linalg.norm(_ros_solve(f, W, y0, 1.0, N) - ref) for N in (20, 40, 80)]
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(orders - 3.0) < 0.15), orders
+
+
+def test_ros34pw2_embedded_pair_and_stiff_accuracy():
+    from dln.integrate import ROS34PW2 as R
+
+    b_, bh = R["b"], R["bhat"]
+    assert b_.sum() == pytest.approx(1.0, abs=1e-15) and bh.sum() == pytest.approx(1.0, abs=1e-15)
+    # stiffly accurate: b equals the last row of (A + Γ) plus γ on the diagonal
+    np.testing.assert_allclose(b_[:3], R["A"][3, :3] + R["Gamma"][3, :3], atol=1e-15)
+    assert b_[3] == pytest.approx(R["gamma"], abs=1e-15)
+
+
+def test_both_schemes_reach_the_same_limit():
+    P = sparse_problem(10, 24, k=2, seed=8)
+    d = methods.fgr(P, gamma=0.05, eps=0.1, variant="per-sample")
+    r1 = flow(d, initial_state(24, 1, alpha=0.2), scheme="ros34pw2", rtol=1e-10)
+    r2 = flow(d, initial_state(24, 1, alpha=0.2), scheme="sdirk4", rtol=1e-10)
+    assert r1.status[0] == r2.status[0] == "converged"
+    assert rel(r1.beta[0], r2.beta[0]) < 1e-7
