@@ -1,7 +1,24 @@
-"""dln: a diagonal linear network theory simulator (see README.md, THEORY.md, DESIGN.md)."""
-from .errors import DLNError
-from .problem import Problem, make_problem, load_problem, save_problem
-from .model import State, initial_state
+"""dln: a diagonal linear network theory simulator (see README.md, THEORY.md, DESIGN.md).
+
+Python API (DESIGN.md §5 names):
+
+- ``dln.simulate(problem, method, ...)``: one batch of runs → list of records;
+- ``dln.sweep(...)`` / ``dln.merge(...)``: grids of runs, as ``dln sweep`` / ``dln merge``;
+- ``dln.DiagonalLinearNetwork``: a scikit-learn-compatible estimator;
+- ``dln.make_problem``, ``dln.load_problem``, ``dln.methods``, ``dln.integrate``.
+
+``dln.simulate`` and ``dln.sweep`` are the functions; their modules are imported with
+``from dln.simulate import run_batch`` or ``from dln.sweep import build_plan``.
+"""
 from . import methods
+from .errors import DLNError
+from .estimator import DiagonalLinearNetwork
+from .model import State, initial_state
+from .problem import Problem, load_problem, make_problem, save_problem
+from .simulate import simulate
+from .sweep import merge, sweep
 
 __version__ = "0.1.0"
+
+__all__ = ["DLNError", "DiagonalLinearNetwork", "Problem", "State", "initial_state", "load_problem",
+           "make_problem", "merge", "methods", "save_problem", "simulate", "sweep"]
