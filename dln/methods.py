@@ -115,24 +115,25 @@ class Data:
 
     def fwd(self, A: np.ndarray, y=None) -> np.ndarray:
         """Row products X·a for a batch of vectors a (B, d) → (B, rows)."""
-        if self.X.ndim == 2:
-            return A @ self.X.T
-        return np.einsum("bkd,bd->bk", self.X, A)
+        return self.fwd_with(self.X, A)
 
     def fwd_with(self, X, A):
         if X.ndim == 2:
             return A @ X.T
         return np.einsum("bkd,bd->bk", X, A)
 
-    def back(self, R: np.ndarray, X=None) -> np.ndarray:
-        """Mean over rows of x_i r_i: Xᵀr/rows for a batch (B, rows) → (B, d)."""
+    def back(self, R: np.ndarray, X=None, out=None) -> np.ndarray:
+        """Mean over rows of x_i r_i: Xᵀr/rows for a batch (B, rows) → (B, d) (into ``out``)."""
         X = self.X if X is None else X
+        R = R / self.rows  # scale the short side: rows ≤ d in the over-parametrized setting
         if X.ndim == 2:
-            return (R @ X) / self.rows
-        return np.einsum("bkd,bk->bd", X, R) / self.rows
+            return np.matmul(R, X, out=out)
+        return np.einsum("bkd,bk->bd", X, R, out=out)
 
     def residual(self, beta: np.ndarray) -> np.ndarray:
-        return self.fwd(beta) - self.y
+        r = self.fwd(beta)
+        r -= self.y
+        return r
 
 
 def _col(x) -> np.ndarray:
@@ -144,11 +145,29 @@ def _take(p: np.ndarray, rows):
     return p if rows is None or p.shape[0] == 1 else p[rows]
 
 
+def _pow(x: np.ndarray, k: int) -> np.ndarray:
+    """x**k, without a copy for k = 1."""
+    return x if k == 1 else x**k
+
+
+#: Runs per block in :meth:`Direction.__call__`: the (BLOCK, d) temporaries of one block stay in
+#: cache, where streaming (B, d) arrays of a large batch would be memory-bound.
+BLOCK = 128
+
+
 class Direction:
     """A training method evaluated on a batch of runs (DESIGN.md §2).
 
     Call it with a :class:`~dln.model.State` (and optionally ``rows``, the indices of the runs the
     state holds, and ``data``, a mini-batch); it returns :class:`Rates`.
+
+    Every method is written with the gradient factors k_u = ∇_u L/(u⊙g) = D u^{D−2} and
+    k_v = ∇_v L/(v⊙g) = −D v^{D−2} (±2 at D = 2), so that its log-rates are
+
+        da = −k_u ⊙ q_u,    db = −k_v ⊙ q_v,
+
+    with q the method's "effective g" (q_u = q_v = g for GF, THEORY.md §7.1): a combination of g
+    at the current point and the effective g at an ascent point (THEORY.md §7.3, §7.5, §8).
     """
 
     def __init__(self, problem: Problem, method: str, variant: str, D: int, params: dict):
@@ -170,133 +189,165 @@ class Direction:
         return f"Direction({self.method!r}, variant={self.variant!r}, D={self.D}, {shown})"
 
     # -- the primitives ------------------------------------------------------------------------
-    def _point(self, state: State, data: Data):
+    def _point(self, state: State, data: Data) -> dict:
+        """β = u^D − v^D, r = Xβ − y, g = Xᵀr/n, the gradient factors k_u, k_v, and L(β)."""
         D = self.D
         uD, vD = powers(state.a, state.b, state.su, state.sv, D)
         beta = uD - vD
         r = data.residual(beta)
         g = data.back(r)
-        # p = ∇_w L / w: ∇_u L = D u^{D-1} g, ∇_v L = −D v^{D-1} g.
+        # ∇_u L = D u^{D−1} g = u⊙k_u⊙g,  ∇_v L = −D v^{D−1} g = v⊙k_v⊙g
         if D == 2:
-            pu, pv = 2.0 * g, -2.0 * g
+            ku, kv = 2.0, -2.0
         else:
             ku, kv = powers(state.a, state.b, state.su, state.sv, D - 2)
-            pu, pv = D * ku * g, -D * kv * g
-        loss = 0.5 * np.mean(r * r, axis=-1)
-        return dict(uD=uD, vD=vD, beta=beta, r=r, g=g, pu=pu, pv=pv, loss=loss)
+            ku, kv = D * ku, -D * kv
+        loss = np.einsum("bk,bk->b", r, r) * (0.5 / data.rows)
+        return dict(uD=uD, vD=vD, beta=beta, r=r, g=g, ku=ku, kv=kv, loss=loss)
 
-    def _ascent(self, state: State, pt: dict, eps: np.ndarray, data: Data):
-        """∇_w L(w + ε∇L(w)) / w and g̃ (THEORY.md §7.3): ũ = u⊙(1 + ε p_u), ṽ = v⊙(1 + ε p_v)."""
-        D = self.D
-        fu = 1.0 + eps * pt["pu"]
-        fv = 1.0 + eps * pt["pv"]
-        if D == 2:
-            # β̃ = u²(1 + 2εg)² − v²(1 − 2εg)² = β + 4ε m⊙g + 4ε² β⊙g²
-            beta_t = pt["uD"] * fu * fu - pt["vD"] * fv * fv
-            g_t = data.back(data.residual(beta_t))
-            return fu * 2.0 * g_t, fv * -2.0 * g_t, g_t
+    @staticmethod
+    def _m(pt: dict) -> np.ndarray:
+        """m = u² + v² at D = 2 (THEORY.md §1), computed once per point."""
+        if "m" not in pt:
+            pt["m"] = pt["uD"] + pt["vD"]
+        return pt["m"]
+
+    def _kappa(self, pt: dict, data: Data) -> np.ndarray:
+        """κ_i = Σ_j x_ij² m_j with m = u² + v² (THEORY.md §7.5), computed once per point."""
+        if "kappa" not in pt:
+            pt["kappa"] = data.fwd_with(data.X2, self._m(pt))
+        return pt["kappa"]
+
+    def _ascent(self, pt: dict, eps: np.ndarray, data: Data):
+        """Effective g at the ascent point w̃ = w + ε∇L(w) (THEORY.md §7.3).
+
+        ũ = u⊙f_u, ṽ = v⊙f_v with f = 1 + ε k g (at D = 2: 1 ± 2εg), β̃ = u^D f_u^D − v^D f_v^D,
+        g̃ = ∇_β L(β̃), and ∇_u L(w̃)/u = k_u⊙q_u with q_u = f_u^{D−1}⊙g̃ (likewise for v).
+        Returns (q_u, q_v, g̃).
+        """
+        D, g = self.D, pt["g"]
+        fu = 1.0 + eps * pt["ku"] * g
+        fv = 1.0 + eps * pt["kv"] * g
         beta_t = pt["uD"] * fu**D - pt["vD"] * fv**D
         g_t = data.back(data.residual(beta_t))
-        ku, kv = powers(state.a, state.b, state.su, state.sv, D - 2)
-        return fu * D * ku * fu ** (D - 2) * g_t, -fv * D * kv * fv ** (D - 2) * g_t, g_t
-
-    def _kappa(self, pt: dict, data: Data):
-        """κ_i = Σ_j x_ij² m_j with m = u² + v² (THEORY.md §7.5)."""
-        return data.fwd_with(data.X2, pt["uD"] + pt["vD"])
+        return _pow(fu, D - 1) * g_t, _pow(fv, D - 1) * g_t, g_t
 
     def _ascent_ps(self, pt: dict, eps, data: Data):
-        """Mean over examples of ∇_w ℓ_i(w + ε_i∇ℓ_i(w)) / w in closed form (THEORY.md §7.5, §8).
+        """The same for the mean over examples of ∇_w ℓ_i(w + ε_i∇ℓ_i(w)) (THEORY.md §7.5, §8).
 
-        r̃_i = r_i(1 + 4ε_iκ_i) + 4ε_i² r_i² ⟨x_i^3, β⟩;  ∇_u ℓ_i(w̃_i)/u = 2(1 + 2ε_i r_i x_i)⊙x_i r̃_i.
-        Returns (Pu, Pv, gain) with gain = (1/n)Σ_i x_i² r_i r̃_i · (ε_i/ε_ref) handled by caller.
+        r̃_i = r_i(1 + 4ε_iκ_i) + 4ε_i² r_i² ⟨x_i^3, β⟩ and ∇_u ℓ_i(w̃_i)/u = 2(1 + 2ε_i r_i x_i)⊙x_i r̃_i,
+        so q_u = (1/n)Σ_i (1 + 2ε_i r_i x_i)⊙x_i r̃_i, q_v = (1/n)Σ_i (1 − 2ε_i r_i x_i)⊙x_i r̃_i (D = 2).
+        Returns (q_u, q_v, r⊙r̃); the gain integrand is (1/n)Σ_i x_i² r_i r̃_i.
         """
         r = pt["r"]
-        kappa = self._kappa(pt, data)
-        cube = data.fwd_with(data.X3, pt["beta"])
-        r_t = r * (1.0 + 4.0 * eps * kappa) + 4.0 * eps * eps * r * r * cube
+        if "cube" not in pt:
+            pt["cube"] = data.fwd_with(data.X3, pt["beta"])
+        r_t = r * (1.0 + 4.0 * eps * self._kappa(pt, data)) + 4.0 * eps * eps * r * r * pt["cube"]
         lin = data.back(r_t)
-        quad = data.back(eps * r * r_t, data.X2)
-        return 2.0 * (lin + 2.0 * quad), -2.0 * (lin - 2.0 * quad), r * r_t
+        quad = data.back(2.0 * eps * r * r_t, data.X2)
+        return lin + quad, lin - quad, r * r_t
+
+    def _grad_norm(self, state: State, pt: dict) -> np.ndarray:
+        """‖∇_w L‖ = sqrt(Σ (u²k_u² + v²k_v²) g²) per run, shape (B, 1)."""
+        u2, v2 = (pt["uD"], pt["vD"]) if self.D == 2 else (np.exp(2 * state.a), np.exp(2 * state.b))
+        w2 = u2 * pt["ku"] ** 2 + v2 * pt["kv"] ** 2
+        return np.sqrt(np.sum(w2 * pt["g"] ** 2, axis=-1, keepdims=True))
 
     # -- the methods -----------------------------------------------------------------------------
     def __call__(self, state: State, rows=None, data: Data | None = None) -> Rates:
+        """Rates of the B runs of ``state``, computed in blocks of :data:`BLOCK` runs.
+
+        Each run's rates depend on that run alone, so a block is evaluated like a smaller batch.
+        """
         data = self.data.take(rows) if data is None else data
         P = {k: _take(v, rows) for k, v in self.params.items()}
+        B, d = state.a.shape
+        out = Rates(np.empty((B, d)), np.empty((B, d)), np.empty((B, d)), np.empty(B))
+        if B <= BLOCK:
+            self._rates(state, P, data, out)
+            return out
+        for start in range(0, B, BLOCK):
+            s = slice(start, min(start + BLOCK, B))
+            block = State(state.a[s], state.b[s], state.su[s], state.sv[s])
+            self._rates(block, {k: _take(v, s) for k, v in P.items()}, data.take(s),
+                        Rates(out.da[s], out.db[s], out.gain[s], out.loss[s]))
+        return out
+
+    def _rates(self, state: State, P: dict, data: Data, out: Rates) -> None:
+        """The method's rates for one block of runs, written into ``out``."""
         pt = self._point(state, data)
-        pu, pv, g = pt["pu"], pt["pv"], pt["g"]
+        g, ku, kv = pt["g"], pt["ku"], pt["kv"]
         m, full = self.method, self.variant == "full"
-        if m == "flood":
+        out.loss[:] = pt["loss"]
+        if m == "flood":  # ẇ = −sign(L − b)∇L (THEORY.md §7.9)
             s = np.sign(pt["loss"] - P["flood_level"].ravel())[:, None]
-            return Rates(-s * pu, -s * pv, np.zeros_like(g), pt["loss"])
-        if m == "gf":
-            gain = g * g if full else data.back(pt["r"] ** 2, data.X2)
-            return Rates(-pu, -pv, gain, pt["loss"])
-        if m == "gr":
-            gamma = P["gamma"]
+            np.multiply(-s * ku, g, out=out.da)
+            np.multiply(-s * kv, g, out=out.db)
+            out.gain[:] = 0.0
+            return
+        if m == "gf":  # q = g
+            np.multiply(-ku, g, out=out.da)
+            np.multiply(-kv, g, out=out.db)
             if full:
-                D = self.D
-                mD = sum(powers(state.a, state.b, state.su, state.sv, 2 * D - 2))
-                Mmg = data.back(data.fwd(mD * g))
-                if D == 2:
-                    hu = 4.0 * g * g + 8.0 * Mmg
-                    hv = 4.0 * g * g - 8.0 * Mmg
-                else:  # THEORY.md §7.7: ∇_u ½‖∇L‖² = D²(D−1)u^{2D−3}g² + D³u^{D−1}M(m_D⊙g)
-                    e_u, e_v = np.exp((2 * D - 4) * state.a), np.exp((2 * D - 4) * state.b)
-                    ku, kv = powers(state.a, state.b, state.su, state.sv, D - 2)
-                    hu = D * D * (D - 1) * e_u * g * g + D**3 * ku * Mmg
-                    hv = D * D * (D - 1) * e_v * g * g - D**3 * kv * Mmg
-                return Rates(-(pu + gamma * hu), -(pv + gamma * hv), g * g, pt["loss"])
-            kappa = self._kappa(pt, data)
-            r = pt["r"]
-            lin = 8.0 * data.back(r * kappa)
-            sq = data.back(r * r, data.X2)
-            return Rates(-(pu + gamma * (lin + 4.0 * sq)), -(pv + gamma * (-lin + 4.0 * sq)), sq, pt["loss"])
+                np.multiply(g, g, out=out.gain)
+            else:
+                data.back(pt["r"] ** 2, data.X2, out=out.gain)
+            return
+        if m == "gr":
+            # ẇ = −(∇L + γH∇L) (THEORY.md §7.1, §7.2, §7.7):  q_u = Q + γ(D−1)k_u⊙s,  q_v = Q + γ(D−1)k_v⊙s,
+            #   full:        Q = g + γD² M(m_D⊙g) = Xᵀ(r + γD² X(m_D⊙g))/n,  m_D = u^{2D−2} + v^{2D−2},  s = g²
+            #   per-sample:  Q = g + γD² Xᵀ(r⊙κ)/n = Xᵀ(r⊙(1 + γD²κ))/n,  s = (1/n)Σ_i x_i² r_i²  (§7.5)
+            # (at D = 2: (H∇L)_u = 4u⊙g² + 8u⊙M(m⊙g)); the gain integrand is s.
+            gamma, D, r = P["gamma"], self.D, pt["r"]
+            if full:
+                mD = self._m(pt) if D == 2 else sum(powers(state.a, state.b, state.su, state.sv, 2 * D - 2))
+                Q = data.back(r + gamma * D * D * data.fwd(mD * g))
+                s = np.multiply(g, g, out=out.gain)
+            else:
+                Q = data.back(r * (1.0 + gamma * D * D * self._kappa(pt, data)))
+                s = data.back(r * r, data.X2, out=out.gain)
+            np.multiply(-ku, Q + gamma * (D - 1) * ku * s, out=out.da)
+            np.multiply(-kv, Q + gamma * (D - 1) * kv * s, out=out.db)
+            return
+        ascent = self._ascent if full else self._ascent_ps
         if m in ("fgr", "bgr"):
+            # G_ε = (1 − γ/ε)∇L(w) + (γ/ε)∇L(w + ε∇L)  (THEORY.md §7.3, signed ε: −ε for B-GR)
             gamma = P["gamma"]
             eps = P["eps"] if m == "fgr" else -P["eps"]
-            if full:
-                tu, tv, g_t = self._ascent(state, pt, eps, data)
-                gain = g * g_t
-            else:
-                tu, tv, rr = self._ascent_ps(pt, eps, data)
-                gain = data.back(rr, data.X2)
-            # G_ε = ∇L + (γ/ε)[∇L(w + ε∇L) − ∇L(w)]  (THEORY.md §7.3, signed ε)
             k = gamma / eps
-            return Rates(-(pu + k * (tu - pu)), -(pv + k * (tv - pv)), gain, pt["loss"])
-        if m == "cgr":
+            qu, qv, aux = ascent(pt, eps, data)
+            g0 = (1.0 - k) * g
+            np.multiply(-ku, g0 + k * qu, out=out.da)
+            np.multiply(-kv, g0 + k * qv, out=out.db)
+        elif m == "cgr":
+            # G = ∇L + (γ/2ε)[∇L(w + ε∇L) − ∇L(w − ε∇L)]
             gamma, eps = P["gamma"], P["eps"]
-            if full:
-                tu_p, tv_p, gp = self._ascent(state, pt, eps, data)
-                tu_m, tv_m, gm = self._ascent(state, pt, -eps, data)
-                gain = g * 0.5 * (gp + gm)
-            else:
-                tu_p, tv_p, rp = self._ascent_ps(pt, eps, data)
-                tu_m, tv_m, rm = self._ascent_ps(pt, -eps, data)
-                gain = data.back(0.5 * (rp + rm), data.X2)
             k = 0.5 * gamma / eps
-            return Rates(-(pu + k * (tu_p - tu_m)), -(pv + k * (tv_p - tv_m)), gain, pt["loss"])
-        # usam / sam: ẇ = −∇L(w + ε∇L) with ε = ρ (usam) or ρ/‖∇L‖ (sam), i.e. F-GR with γ = ε.
-        rho = P["rho"]
-        if full:
+            qu_p, qv_p, aux_p = ascent(pt, eps, data)
+            qu_m, qv_m, aux_m = ascent(pt, -eps, data)
+            np.multiply(-ku, g + k * (qu_p - qu_m), out=out.da)
+            np.multiply(-kv, g + k * (qv_p - qv_m), out=out.db)
+            aux = 0.5 * (aux_p + aux_m)
+        else:
+            # usam / sam: ẇ = −∇L(w + ε∇L), ε = ρ (usam) or ρ/‖∇L‖ (sam): F-GR with γ = ε (§8).
+            rho = P["rho"]
             if m == "usam":
                 eps = rho
-            else:
-                norm = np.sqrt(np.sum(pt["uD"] * pu * pu + pt["vD"] * pv * pv, axis=-1, keepdims=True)) \
-                    if self.D == 2 else self._grad_norm(state, pt)
+            elif full:
+                norm = self._grad_norm(state, pt)
                 eps = np.divide(rho, norm, out=np.zeros_like(norm), where=norm > 0)
-            tu, tv, g_t = self._ascent(state, pt, eps, data)
-            return Rates(-tu, -tv, (eps / rho) * g * g_t, pt["loss"])
-        if m == "usam":
-            eps = rho
-        else:  # ‖∇_w ℓ_i‖ = 2|r_i|sqrt(κ_i)  (THEORY.md §7.5)
-            norm = 2.0 * np.abs(pt["r"]) * np.sqrt(self._kappa(pt, data))
-            eps = np.divide(np.broadcast_to(rho, norm.shape), norm, out=np.zeros_like(norm), where=norm > 0)
-        tu, tv, rr = self._ascent_ps(pt, eps, data)
-        return Rates(-tu, -tv, data.back(rr * (eps / rho), data.X2), pt["loss"])
-
-    def _grad_norm(self, state, pt):
-        u2, v2 = np.exp(2 * state.a), np.exp(2 * state.b)
-        return np.sqrt(np.sum(u2 * pt["pu"] ** 2 + v2 * pt["pv"] ** 2, axis=-1, keepdims=True))
+            else:  # ‖∇_w ℓ_i‖ = 2|r_i|sqrt(κ_i)  (THEORY.md §7.5)
+                norm = 2.0 * np.abs(pt["r"]) * np.sqrt(self._kappa(pt, data))
+                eps = np.divide(np.broadcast_to(rho, norm.shape), norm, out=np.zeros_like(norm), where=norm > 0)
+            qu, qv, aux = ascent(pt, eps, data)
+            np.multiply(-ku, qu, out=out.da)
+            np.multiply(-kv, qv, out=out.db)
+            aux = aux * (eps / rho)  # the gain is measured in units of ρ (gain_coef = 8ρ)
+        # gain integrand: g⊙g̃ (full), (1/n)Σ_i x_i² r_i r̃_i (per-sample), with aux = g̃ or r⊙r̃
+        if full:
+            np.multiply(g, aux, out=out.gain)
+        else:
+            data.back(aux, data.X2, out=out.gain)
 
     # -- Jacobian model for the implicit integrator ----------------------------------------------
     def linearization(self, state: State, rows=None) -> Linearization:
