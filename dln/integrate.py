@@ -157,6 +157,10 @@ class _Jacobian:
         self.chunk = chunk
 
     def refresh(self, direction, rows, state: State, X):
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing model fails the step
+            self._refresh(direction, rows, state, X)
+
+    def _refresh(self, direction, rows, state: State, X):
         n, d = X.shape
         lin = direction.linearization(state, rows)
         B = rows.size
@@ -348,7 +352,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
         # -- per-run stopping rules --------------------------------------------------------------
         finite = np.isfinite(L) & np.isfinite(R0.da).all(axis=1) & np.isfinite(R0.db).all(axis=1)
         with np.errstate(invalid="ignore"):
-            bad = ~finite | ~(L <= 1e10 * np.maximum(loss0[rows], 1e-300)) | \
+            bad = ~finite | ~(1e-10 * L <= np.maximum(loss0[rows], 1e-300)) | \
                 (np.abs(ya).max(axis=1) > _LOG_MAX) | (np.abs(yb).max(axis=1) > _LOG_MAX)
             conv = finite & (L <= loss_tol * loss0[rows])
             dt = t[rows] - prev[rows, 0]
@@ -609,7 +613,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         if L is not None:
             with np.errstate(invalid="ignore"):
                 finite &= np.isfinite(L)
-                bad = ~finite | ~(L <= 1e10 * np.maximum(loss0[sel], 1e-300))
+                bad = ~finite | ~(1e-10 * L <= np.maximum(loss0[sel], 1e-300))
                 conv = ~bad & (L <= loss_tol * loss0[sel]) & (label_noise == 0)
         else:
             bad, conv = ~finite, np.zeros(rows.size, dtype=bool)
@@ -643,8 +647,9 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 beta_sum[avg] += beta_of(State(a[avg], b[avg], su[avg], sv[avg]), direction.D)
                 beta_cnt[avg] += 1
         if record_every and k_global % record_every == 0:
-            bt = beta_of(State(a, b, su, sv), direction.D)
-            traj.append((steps * eta[:, 0], bt, direction.problem.loss(bt), a + b))
+            with np.errstate(over="ignore", invalid="ignore"):  # diverged runs are frozen, not warned
+                bt = beta_of(State(a, b, su, sv), direction.D)
+                traj.append((steps * eta[:, 0], bt, direction.problem.loss(bt), a + b))
         k_global += 1
     state = State(a, b, su, sv)
     with np.errstate(over="ignore", invalid="ignore"):
