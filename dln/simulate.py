@@ -62,10 +62,10 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     B = sizes.pop() if sizes else 1
     if alpha is not None and u0 is None:
         alpha = check_real("alpha", alpha, method, gt=0.0)
-        if np.ndim(alpha) == 1 and np.size(alpha) == B and B > 1:
-            # one value per run, given as (B, d) so that B = d is not read as per-coordinate
-            alpha = np.repeat(np.asarray(alpha, dtype=np.float64)[:, None], problem.d, axis=1)
-        state = initial_state(problem.d, B, alpha=alpha, where=method)
+        per_run = np.ndim(alpha) == 1 and np.size(alpha) == B and B > 1
+        # one value per run, passed as (B, d) so that B = d is not read as per-coordinate
+        state = initial_state(problem.d, B, where=method,
+                              alpha=np.repeat(alpha[:, None], problem.d, axis=1) if per_run else alpha)
     else:
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
     if time == "flow":
