@@ -23,13 +23,6 @@ TIMES = ("flow", "discrete")
 SUPPORT_THRESHOLD = 1e-3
 
 
-def _vec(x, name, where):
-    """Hyper-parameter as a 1-D array (scalar → length 1) or None."""
-    if x is None:
-        return None
-    return np.atleast_1d(np.asarray(x, dtype=np.float64) if np.asarray(x).dtype.kind in "biuf" else x)
-
-
 def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", alpha=0.1,
               gamma=None, eps=None, rho=None, flood_level=None, time: str = "flow", lr=None,
               batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0,
