@@ -99,7 +99,15 @@ def records(result: Result, *, predict: bool = True, wall_time: float | None = N
     B = result.beta.shape[0]
     out = []
     support = P.support
-    for i in range(B):
+    # a diverged run may hold β ~ 1e300 or inf: its record says so (status "diverged"), silently
+    preds = [predict_run(result, i) if predict else None for i in range(B)]  # converged runs only
+    with np.errstate(over="ignore", invalid="ignore"):
+        return [_record(result, i, P, support, preds[i], wall_time, extra) for i in range(B)]
+
+
+def _record(result, i, P, support, pred, wall_time, extra) -> dict:
+    direction = result.direction
+    if True:
         beta = result.beta[i]
         rec = dict(method=direction.method, variant=direction.variant)
         for name in ("gamma", "eps", "rho", "flood_level"):
@@ -138,7 +146,6 @@ def records(result: Result, *, predict: bool = True, wall_time: float | None = N
         rec["prediction_rel_error"] = None
         rec["prediction_theory_rel_error"] = None
         rec["kkt_residual"] = None
-        pred = predict_run(result, i) if predict else None
         rec["_prediction"] = pred
         if pred is not None:
             rec["prediction_rel_error"] = _rel(beta, pred.beta)
@@ -155,8 +162,7 @@ def records(result: Result, *, predict: bool = True, wall_time: float | None = N
         rec["_alpha_eff"] = result.alpha_eff[i]
         if extra:
             rec.update(extra)
-        out.append(rec)
-    return out
+    return rec
 
 
 def simulate(problem: Problem, method: str = "gf", *, predict: bool = True, **kwargs) -> list[dict]:

@@ -143,7 +143,4 @@ def known_bug(w, *, stochastic: bool, discrete: bool, record: bool) -> str | Non
     if not issubclass(w.category, RuntimeWarning):
         return None
     where, message = _where(w), str(w.message)
-    # test_extremes.py::test_diverged_sgd_run_records_without_overflow_warning
-    if stochastic and discrete and "overflow" in message and where.endswith(("dln/problem.py", "dln/integrate.py")):
-        return "diverged SGD record overflow"
     return None
