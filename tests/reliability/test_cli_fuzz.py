@@ -311,10 +311,8 @@ def test_no_traceback_in_real_processes(fuzz_dir, tmp_path):
         (["predict", "--data", fuzz_dir / "nan.npz", "--alpha", "nan"], 2),
         (["sweep", "--grid", fuzz_dir / "grid-bad.json", "--out", tmp_path / "o"], 2),
         (["merge", fuzz_dir / "s1", fuzz_dir / "other", "--out", tmp_path / "m"], 2),
-        (["derive", "--only", "nonsense"], 2),
-        (["--version"], 0),
     ]
-    results = run_concurrently([args for args, _ in cases], tmp_path, timeout=60, parallel=3)
+    results = run_concurrently([args for args, _ in cases], tmp_path, timeout=60, parallel=2)
     for (args, want), (code, out, err) in zip(cases, results):
         assert code == want, (args, code, err)
         assert "Traceback" not in err, (args, err)
