@@ -50,7 +50,7 @@ class MirrorResult:
         possible for ln c < −700): there β_i = 0 cannot carry its mirror coordinate.
     status : str
         ``"converged"`` (residual test met), ``"max_iter"`` or ``"failed"`` (line search
-        or linear algebra broke down before convergence).
+        or linear algebra broke down, or ‖Xβ − y‖ overflowed, before convergence).
     iterations : int
         Newton iterations performed.
     """
@@ -148,9 +148,17 @@ def _dual_increment(a, h, t, log_c, ty_step):
     return increment, noise
 
 
+def _norm(v) -> float:
+    """Euclidean norm without overflow or underflow of the squares (BLAS nrm2 scales as it goes):
+    np.linalg.norm of (1e200, 1e200) is inf and of (1e-200, 1e-200) is 0."""
+    return float(scipy.linalg.norm(v, check_finite=False))
+
+
 def _null_space_residual(X, v):
     """‖P_null(X) v‖ = ‖v − Xᵀ(XXᵀ)⁻¹Xv‖ (normal equations plus one refinement step; lstsq
-    if XXᵀ is singular). O(n²d), like one Newton iteration; a QR of Xᵀ would cost ~10×."""
+    if XXᵀ is singular). O(n²d), like one Newton iteration; a QR of Xᵀ would cost ~10×.
+    The projection does not depend on the scale of X, which is divided out (X ~ 1e±200)."""
+    X = X / np.max(np.abs(X))
     G = X @ X.T
     try:
         factor = scipy.linalg.cho_factor(G, check_finite=False)
@@ -159,36 +167,43 @@ def _null_space_residual(X, v):
         coef = coef + scipy.linalg.cho_solve(factor, X @ perp, check_finite=False)
     except np.linalg.LinAlgError:
         coef = np.linalg.lstsq(X.T, v, rcond=None)[0]
-    return float(np.linalg.norm(v - X.T @ coef))
+    return _norm(v - X.T @ coef)
 
 
 def _newton_direction(X, a, log_c, grad):
     """Newton direction up to a positive factor: returns (Δ̃, s) with the Newton step e^{−s}Δ̃.
 
-    The Hessian X diag(w) Xᵀ, w = 2c cosh a, is formed as e^{s}·(Ã Ãᵀ) with s = max ln w and
-    Ã = X·exp((ln w − s)/2), so its entries neither underflow
-    (ln c = −1000) nor overflow. Directions whose curvature is below round-off
-    (μ = eps·tr H̃: coordinates still at the tiny scale c while others are O(1)) get the
-    curvature μ instead of a round-off value: the step there is large (then capped by the
-    line search) rather than zero, as in exact arithmetic. Cholesky of H̃ + μI; if even that
-    fails, an eigen-decomposition with eigenvalues clipped at μ.
+    The Hessian X diag(w) Xᵀ, w = 2c cosh a, is formed as e^{s}·H̃ with H̃ = ÃÃᵀ/tr(ÃÃᵀ),
+    Ã = (X/max|X|)·exp((ln w − max ln w)/2) and s = max ln w + 2 ln max|X| + ln tr(ÃÃᵀ), so its
+    entries neither underflow nor overflow, whatever the scale of c (ln c = −1000) or of X.
+    Directions whose curvature is below round-off (μ = eps·tr H̃ = eps: coordinates still at the
+    tiny scale c while others are O(1)) get the curvature μ instead of a round-off value: the
+    step there is large (then capped by the line search) rather than zero, as in exact
+    arithmetic. Cholesky of H̃ + μI; if even that fails, an eigen-decomposition with eigenvalues
+    clipped at μ.
     """
     log_w = _log_two_c_cosh(a, log_c)
+    x_max = float(np.max(np.abs(X)))
+    if x_max == 0.0:
+        return None, 0.0
     s = float(log_w.max())
-    A = X * np.exp(0.5 * (log_w - s))
+    A = (X / x_max) * np.exp(0.5 * (log_w - s))
     H = A @ A.T
-    mu = _EPS * float(np.trace(H))
+    trace = float(np.trace(H))
+    if not (np.isfinite(trace) and trace > 0.0):
+        return None, s
+    H /= trace
+    s += 2.0 * np.log(x_max) + np.log(trace)
     try:
-        factor = scipy.linalg.cho_factor(H + mu * np.eye(H.shape[0]), check_finite=False)
+        factor = scipy.linalg.cho_factor(H + _EPS * np.eye(H.shape[0]), check_finite=False)
         delta = scipy.linalg.cho_solve(factor, -grad, check_finite=False)
         if np.all(np.isfinite(delta)):
             return delta, s
     except np.linalg.LinAlgError:
         pass
-    if not np.all(np.isfinite(H)):
-        return None, s
     eigval, eigvec = np.linalg.eigh(H)
-    delta = -eigvec @ ((eigvec.T @ grad) / np.maximum(eigval, mu))
+    with np.errstate(over="ignore", invalid="ignore"):  # a residual near 1e300: checked below
+        delta = -eigvec @ ((eigvec.T @ grad) / np.maximum(eigval, _EPS))
     return (delta if np.all(np.isfinite(delta)) else None), s
 
 
@@ -252,28 +267,42 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
     if int(max_iter) != max_iter or max_iter < 1:
         raise ValueError(f"The 'max_iter' parameter of {who} must be a positive integer. Got {max_iter!r} instead.")
 
+    # Equilibrate: Xβ = y ⇔ (X/σ)β = y/σ with σ = max|X|, and the dual of the scaled system is
+    # ν̂ = σν, so the iteration never meets the scale of X (1e±300); β is unchanged.
+    X_in, y_in = X, y
+    sigma = float(np.max(np.abs(X)))
+    if sigma > 0.0:
+        with np.errstate(over="ignore"):  # y/σ beyond float64 is caught below
+            X, y = X / sigma, y / sigma
     abs_X = np.abs(X)
-    y_norm = float(np.linalg.norm(y))
+    with np.errstate(over="ignore"):
+        y_norm = _norm(y)
     round_off = 4.0 * np.sqrt(d) * _EPS
 
     nu = np.zeros(n)
     a = z0.copy()
     status = "max_iter"
     iterations = 0
-    if np.max(log_c + np.abs(a)) > _MAX_EXPONENT:
-        status = "failed"  # the starting point itself is out of range
+    if np.max(log_c + np.abs(a)) > _MAX_EXPONENT or not np.isfinite(y_norm):
+        status = "failed"  # the starting point itself is out of range, or y/max|X| overflows
         beta = np.zeros(d)
     else:
         beta = _two_c_sinh(a, log_c)
     while status == "max_iter":
-        grad = X @ beta - y
-        res = float(np.linalg.norm(grad))
-        # Round-off floor of Xβ − y: the products X·β, and β's sensitivity m = 2c cosh(a) to
-        # the rounding of a = Xᵀν + z0 (which cancels when z0 is large and β/c small).
-        m = np.exp(_log_two_c_cosh(a, log_c))
-        a_scale = abs_X.T @ np.abs(nu) + np.abs(z0)
-        scale = max(y_norm, float(np.linalg.norm(abs_X @ np.abs(beta))))
-        floor = round_off * float(np.linalg.norm(abs_X @ (np.abs(beta) + m * a_scale)))
+        # β may grow towards e^690 when no interpolator exists (ν diverges): the residual and its
+        # scales may then overflow, which ends the iteration as "failed" (never inf <= inf).
+        with np.errstate(over="ignore", invalid="ignore"):
+            grad = X @ beta - y
+            res = _norm(grad)
+            # Round-off floor of Xβ − y: the products X·β, and β's sensitivity m = 2c cosh(a) to
+            # the rounding of a = Xᵀν + z0 (which cancels when z0 is large and β/c small).
+            m = np.exp(_log_two_c_cosh(a, log_c))
+            a_scale = abs_X.T @ np.abs(nu) + np.abs(z0)
+            scale = max(y_norm, _norm(abs_X @ np.abs(beta)))
+            floor = round_off * _norm(abs_X @ (np.abs(beta) + m * a_scale))
+        if not (np.isfinite(res) and np.isfinite(scale) and np.isfinite(floor)):
+            status = "failed"
+            break
         # A floor above 1e-6 relative means ν itself has blown up (e.g. an infeasible system,
         # where ν diverges along null(Xᵀ)): that is not convergence.
         floor = min(floor, _MAX_FLOOR * scale)
@@ -286,20 +315,30 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
         if direction is None:
             status = "failed"
             break
-        h = X.T @ direction
+        with np.errstate(over="ignore", invalid="ignore"):
+            # These overflow only far outside the representable range (no interpolator with
+            # |β| < e^690, where ν diverges); that ends the iteration as "failed".
+            h = X.T @ direction
+            slope = float(grad @ direction)  # < 0: −gradᵀH̃⁻¹grad
+            ty = float(direction @ y)
         h_max = float(np.max(np.abs(h)))
-        if h_max == 0.0:
+        if not (0.0 < h_max < np.inf and np.isfinite(slope) and np.isfinite(ty)):
             status = "failed"
             break
         # The full Newton step is e^{−s}·direction; never change an exponent by more than
         # _MAX_EXPONENT_STEP in one trial. Computed in logs: e^{−s} may overflow.
         tau = float(np.exp(min(-s, np.log(_MAX_EXPONENT_STEP / h_max))))
-        slope = float(grad @ direction)  # < 0: −gradᵀH̃⁻¹grad
-        ty = float(direction @ y)
+        # Round-off of h = XᵀΔ (≤ n·eps·|X|ᵀ|Δ|) enters the increment through β·h: it matters when
+        # Δ is huge along coordinates still at the tiny scale c (curvature μ) and cancels in h on
+        # the support, and the Armijo test must not reject a step for a decrease it cannot resolve.
+        with np.errstate(over="ignore", invalid="ignore"):
+            h_noise = n * _EPS * float(np.abs(beta) @ (abs_X.T @ np.abs(direction)))
         accepted = False
         for _ in range(80):
-            increment, noise = _dual_increment(a, h, tau, log_c, tau * ty)
-            if increment <= 1e-4 * tau * slope + noise:
+            with np.errstate(over="ignore", invalid="ignore"):  # a non-finite trial is rejected
+                increment, noise = _dual_increment(a, h, tau, log_c, tau * ty)
+                bound = 1e-4 * tau * slope + noise + tau * h_noise
+            if np.isfinite(increment) and increment <= bound:
                 accepted = True
                 break
             tau *= 0.5
@@ -308,13 +347,22 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
             break
         nu = nu + tau * direction
         a = X.T @ nu + z0
-        beta = _two_c_sinh(a, log_c)
         iterations += 1
+        if np.max(log_c + np.abs(a)) > _MAX_EXPONENT:
+            # a recomputed from ν differs from the accepted trial a + τh by the round-off of Xᵀν,
+            # which is large only when ν has diverged (no interpolator): stop before e^a overflows
+            status = "failed"
+            break
+        beta = _two_c_sinh(a, log_c)
 
-    res = float(np.linalg.norm(X @ beta - y))
+    with np.errstate(over="ignore", invalid="ignore"):  # inf after a "failed" run, reported as such
+        res = _norm(X_in @ beta - y_in)
+        y_norm = _norm(y_in)
+        nu = nu / sigma if sigma > 0.0 else nu
+    res = res if np.isfinite(res) else np.inf
     primal_residual = res / y_norm if y_norm > 0 else res
     mirror = asinh_ratio(beta, log_c) - z0
-    mirror_norm = float(np.linalg.norm(mirror))
+    mirror_norm = _norm(mirror)
     kkt_residual = _null_space_residual(X, mirror) / max(mirror_norm, 1e-300)
     return MirrorResult(
         beta=beta,
