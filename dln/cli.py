@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -24,7 +25,17 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``dln: error: …`` and exit code 2 (DESIGN.md §5)."""
+    """argparse with one-line errors: ``dln: error: …`` and exit code 2 (DESIGN.md §5).
+
+    Every negative number (``-1e-3``, ``-.5``, ``-inf``) is a value, not an option: argparse's own
+    pattern (``-1``, ``-0.5``) would read ``--alpha -1e-3`` as a missing value instead of reaching
+    the check that names the bad α."""
+
+    _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = self._NEGATIVE_NUMBER
 
     def error(self, message):
         raise UsageError(message)

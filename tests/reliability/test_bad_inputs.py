@@ -312,6 +312,11 @@ HP_CASES = [
     ("data-with-synthetic-flag", None, None, ["--data", "x.npz"], ["'--n'", "--data"]),
     ("unknown-flag", None, None, ["--learning-rate", "0.1"], ["unrecognized", "--learning-rate"]),
     ("flag-without-value", None, None, ["--alpha"], ["--alpha", "expected one argument"]),
+    # a negative number as its own token is a value (argparse alone reads -1e-3 as an option)
+    ("alpha-negative-exponent-token", None, None, ["--alpha", "-1e-3"], ["'alpha'", "> 0", "-0.001"]),
+    ("alpha-negative-dot-token", None, None, ["--alpha", "-.5"], ["'alpha'", "> 0", "-0.5"]),
+    ("alpha-minus-inf-token", None, None, ["--alpha", "-inf"], ["'alpha'", "finite", "-inf"]),
+    ("gamma-negative-exponent-token", None, None, ["--method", "gr", "--gamma", "-1E-2"], ["'gamma'", ">= 0", "-0.01"]),
 ]
 HP_IDS = [c[0] for c in HP_CASES]
 assert len(set(HP_IDS)) == len(HP_IDS)
@@ -395,6 +400,9 @@ SWEEP_CASES = [
     ("seed-not-int", ["--seed", "one"], ["'seed'", "integer"]),
     ("rtol-negative", ["--rtol=-1e-6"], ["'rtol'", "> 0"]),
     ("max-steps-text", ["--max-steps", "many"], ["--max-steps", "integer"]),
+    ("alpha-geom-negative-tokens", ["--alpha-geom", "-1e-3", "1", "3"], ["alpha", "-0.001"]),
+    ("eps-negative-token-among-good", ["--method", "fgr", "--gamma", "0.1", "--eps", "0.1", "-2.5e-1"],
+     ["'eps'", "-0.25"]),
 ]
 
 
