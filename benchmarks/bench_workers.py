@@ -77,7 +77,7 @@ def capacity(n: int = 5_000_000) -> float:
     """The parallelism the machine offers right now: time of two pure-Python loops one after the
     other over their time in two processes (2.0 on an idle 2-core machine; ~1 when other jobs
     keep the cores busy, and then no sweep can gain from a second worker)."""
-    from dln.sweep import _mp_context  # the start method the sweep's workers use
+    from dln.workers import _mp_context  # the start method the sweep's workers use
 
     t0 = time.perf_counter()
     _spin(n)

@@ -22,7 +22,8 @@ import time
 import pytest
 
 from reliability_helpers import call, count, popen_module, run_module
-from dln.sweep import HEADER, build_plan, parse_line
+from dln.grid import build_plan
+from dln.sweep_io import HEADER, parse_line
 
 #: 27 runs (gf: 3 α; gr: 3 α x 2 γ; 3 seeds) in 15 batches of at most 2; about 4 s of computing.
 AXES = dict(method=["gf", "gr"], alpha=[0.02, 0.2, 1.0], gamma=[0.05, 0.1], seeds=3, n=[10], d=[20])
@@ -184,7 +185,7 @@ def _line(reference, i):
     return reference["data"].split(b"\n")[1 + i]
 
 
-#: batches (dln.sweep.build_plan): [0, 1], [2], [3, 4], ..., [20], [21, 22], [23, 24], [25, 26]
+#: batches (dln.grid.build_plan): [0, 1], [2], [3, 4], ..., [20], [21, 22], [23, 24], [25, 26]
 TORN = {
     # kind: (complete rows kept before the torn line, the torn tail)
     "cut-inside-a-field": lambda ref: (21, _line(ref, 21)[: len(_line(ref, 21)) // 2]),

@@ -177,7 +177,7 @@ def _batched_equals_looped(case):
     P, method, kw, B, stochastic = case
     count("property examples: batched == looped")
     count(f"property examples: batched == looped, {kw.get('time', 'flow')}{' SGD' if stochastic else ''}")
-    if stochastic:  # SGD: one seed per run, as a sweep gives them (dln.sweep.run_task)
+    if stochastic:  # SGD: one seed per run, as a sweep gives them (dln.workers.run_task)
         from dln.integrate import iterate
         from dln.methods import make
         from dln.model import initial_state

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dln.errors import DLNError
-from dln.sweep import KEY_COLUMNS, _problem, build_plan, load_grid
+from dln.grid import KEY_COLUMNS, build_plan, load_grid
+from dln.workers import _problem
 
 
 def plan(**grid):

@@ -72,7 +72,7 @@ def test_threaded_parent_uses_a_fork_server(reference, tmp_path):
     """In a process with other threads (a notebook, a GUI), workers come from a fork server."""
     import threading
 
-    from dln.sweep import _mp_context
+    from dln.workers import _mp_context
 
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, daemon=True)

@@ -1,0 +1,487 @@
+"""Sweep grids (DESIGN.md §5): value lists → runs in grid order → batches (chunks) and shards.
+
+A sweep is the product of value lists (``--method gf gr fgr --alpha 0.01 0.1 1 --gamma 0.05 --seeds 2``),
+or a union of such products read from ``--grid FILE.json``.  A hyper-parameter reaches the swept
+methods that use it (``dln.methods.PARAMS``): in ``--method gf gr fgr --gamma 0.05 0.1`` gf runs once
+per α and seed; a value that reaches no swept method, a missing value, or any invalid value is a
+user error raised before anything runs.
+
+Grid order (the row order of ``results.csv``), outermost first::
+
+    n, d, k, noise, design (or --data) → seed → method → variant → time → lr → batch_size
+    → label_noise → alpha → gamma → eps → rho → flood_level
+
+Seeding.  The data of a cell (n, d, k, noise, design, seed) comes from
+``SeedSequence(root_seed, spawn_key=(0, cell_key, seed))`` where ``cell_key`` is a stable hash of the
+cell's parameters (not its position in the grid): adding a grid value never changes the data of
+another cell.  The mini-batch / label-noise randomness of a discrete run comes from
+``SeedSequence(root_seed, spawn_key=(1, run_key))`` with ``run_key`` a stable hash of the run.
+
+Batching.  Runs that differ only in α, γ, ε, ρ, flooding level and η share a dataset and go through
+the simulator as one vectorized batch, split into chunks of at most ``chunk_size`` runs.  Chunks are
+fixed by the grid alone (not by ``--workers`` or ``--shard``): ``--shard I/N`` takes every N-th chunk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+
+from .errors import check_choice, check_int, fail
+from .integrate import DEFAULT_RTOL
+from .methods import METHODS, PARAMS, VARIANTS
+from .problem import DESIGNS, Problem, load_problem
+
+W = "sweep"
+FORMAT = "dln-sweep/1"
+TIMES = ("flow", "discrete")
+HYPER = ("gamma", "eps", "rho", "flood_level")
+DISCRETE_ONLY = ("lr", "batch_size", "label_noise")
+DATA_AXES = ("n", "d", "k", "noise", "design")
+
+#: Columns that identify a run (named like the flags, DESIGN.md §5).
+KEY_COLUMNS = ("method", "variant", "time", "alpha", "gamma", "eps", "rho", "flood_level", "lr", "batch_size",
+               "label_noise", "data", "n", "d", "k", "noise", "design", "seed")
+
+#: value lists of the grid: name → (kind, rule)
+_FLOAT_RULES = {"alpha": ("gt", 0.0), "gamma": ("ge", 0.0), "eps": ("gt", 0.0), "rho": ("gt", 0.0),
+                "flood_level": ("ge", 0.0), "lr": ("gt", 0.0), "label_noise": ("ge", 0.0), "noise": ("ge", 0.0)}
+_INT_RULES = {"n": 1, "d": 1, "k": 1, "batch_size": 1, "seed": 0}
+_CHOICES = {"method": METHODS, "variant": VARIANTS, "time": TIMES, "design": DESIGNS}
+LIST_KEYS = tuple(_CHOICES) + tuple(_FLOAT_RULES) + tuple(_INT_RULES)
+GEOM_KEYS = ("alpha", "gamma", "eps", "rho", "flood_level", "lr", "label_noise")
+SETTING_DEFAULTS = {"depth": 2, "rtol": DEFAULT_RTOL, "max_steps": None, "root_seed": 0, "chunk_size": 32}
+GRID_KEYS = frozenset(LIST_KEYS) | {f"{k}_geom" for k in GEOM_KEYS} | {"seeds", "data"} | set(SETTING_DEFAULTS)
+MAX_RUNS = 10_000_000
+
+_NAMES = {"D": "depth"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _as_list(name, value) -> list:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise fail(name, W, "a non-empty list of values", value)
+    return values
+
+
+def _distinct(name, values):
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise fail(name, W, "a list of distinct values (each run once)", values)
+        seen.add(v)
+    return values
+
+
+def _real(name, v, rule=None):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise fail(name, W, "a real number", v)
+    v = float(v)
+    if not math.isfinite(v):
+        raise fail(name, W, "finite", v)
+    if rule is not None:
+        kind, bound = rule
+        if kind == "gt" and not v > bound:
+            raise fail(name, W, f"> {bound}", v)
+        if kind == "ge" and not v >= bound:
+            raise fail(name, W, f">= {bound}", v)
+    return v
+
+
+def _integer(name, v, ge=None):
+    if isinstance(v, str):
+        try:
+            v = int(v)
+        except ValueError:
+            raise fail(name, W, "an integer", v) from None
+    return check_int(name, v, W, ge=ge)
+
+
+def _geom(name, value):
+    """``[START, STOP, NUM]`` → NUM values geometrically spaced from START to STOP (np.geomspace)."""
+    key = f"{name}_geom"
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise fail(key, W, "three values START STOP NUM", value)
+    start, stop, num = value
+    start = _real(key, _num(key, start), ("gt", 0.0))
+    stop = _real(key, _num(key, stop), ("gt", 0.0))
+    num = _integer(key, num, ge=1)
+    if num > 1 and start == stop:
+        raise fail(key, W, "a range with START != STOP (or NUM = 1)", list(value))
+    return [float(x) for x in np.geomspace(start, stop, num)]
+
+
+def _num(name, v):
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            raise fail(name, W, "a real number", v) from None
+    return v
+
+
+def _normalize(raw: dict, source: str) -> dict:
+    """Check the types and ranges of one (sub-)grid's entries; return lists of clean values."""
+    if not isinstance(raw, dict):
+        raise fail("grid", W, "a JSON object (or a list of objects) mapping flags to values",
+                   f"{type(raw).__name__} in {source}")
+    out = {}
+    for key, value in raw.items():
+        name = _NAMES.get(key, str(key).replace("-", "_"))
+        if name not in GRID_KEYS:
+            raise fail("grid", W, f"made of known keys ({', '.join(sorted(GRID_KEYS))})", f"key {key!r} in {source}")
+        if name in out:
+            raise fail(name, W, "given once", f"{key!r} twice in {source}")
+        if value is None and name not in SETTING_DEFAULTS:
+            raise fail(name, W, "a value or a list of values", f"null in {source}")
+        if name in _CHOICES:
+            vals = _as_list(name, value)
+            for v in vals:
+                check_choice(name, v, _CHOICES[name], W)
+            out[name] = _distinct(name, vals)
+        elif name in _FLOAT_RULES:
+            out[name] = _distinct(name, [_real(name, v, _FLOAT_RULES[name]) for v in _as_list(name, value)])
+        elif name == "batch_size":
+            out[name] = _distinct(name, [None if v is None else _integer(name, v, ge=1) for v in _as_list(name, value)])
+        elif name in _INT_RULES:
+            out[name] = _distinct(name, [_integer(name, v, ge=_INT_RULES[name]) for v in _as_list(name, value)])
+        elif name.endswith("_geom"):
+            out[name] = _geom(name[:-5], value)
+        elif name == "seeds":
+            out[name] = _integer(name, value, ge=1)
+        elif name == "data":
+            if not isinstance(value, (str, os.PathLike, Problem)):
+                raise fail("data", W, "a file name (.npz or .csv)", value)
+            out[name] = value if isinstance(value, Problem) else os.fspath(value)
+        elif name in ("depth", "root_seed", "chunk_size"):
+            out[name] = _integer(name, value, ge={"depth": 2, "root_seed": 0, "chunk_size": 1}[name])
+        elif name == "max_steps":
+            out[name] = None if value is None else _integer(name, value, ge=1)
+        elif name == "rtol":
+            out[name] = _real(name, value, ("gt", 0.0))
+    for name in GEOM_KEYS:
+        if f"{name}_geom" in out:
+            if name in out:
+                raise fail(f"{name}_geom", W, f"left unset when {_flag(name)} is given (one or the other)",
+                           out[f"{name}_geom"])
+            out[name] = _distinct(name, out.pop(f"{name}_geom"))
+    if "seeds" in out and "seed" in out:
+        raise fail("seeds", W, "left unset when --seed lists the seeds (one or the other)", out["seeds"])
+    return _Normalized(out)
+
+
+class _Normalized(dict):
+    """A (sub-)grid that has been through :func:`_normalize` (not checked twice)."""
+
+
+def load_grid(path) -> list[dict]:
+    """Read a ``--grid`` JSON file: one object mapping flags to values, or a list of such objects
+    (the grid is then the union of their products)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise fail("grid", W, "an existing JSON file", path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail("grid", W, "a readable JSON file", f"{path} ({exc})") from None
+    subs = raw if isinstance(raw, list) else [raw]
+    if not subs:
+        raise fail("grid", W, "a JSON object or a non-empty list of objects", f"[] in {path}")
+    return [_normalize(s, path) for s in subs]
+
+
+@dataclass
+class Plan:
+    """A validated, expanded grid.
+
+    Attributes
+    ----------
+    runs : list of dict
+        One dict per run in grid order: ``run`` (index), ``run_id`` (stable hash) and the key columns.
+    chunks : list of list of int
+        Run indices of each batch; fixed by the grid (not by workers or shards).
+    fingerprint : str
+        Hash of the runs, chunks and settings: a folder is resumed or merged only with the same one.
+    """
+
+    grid: list
+    settings: dict
+    runs: list
+    chunks: list
+    fingerprint: str
+    shard: tuple | None = None
+    tasks: dict = field(default_factory=dict)  # chunk index → task (without the problem objects)
+    objects: dict = field(default_factory=dict)  # data key → Problem given as an object
+    data_files: dict = field(default_factory=dict)  # path → sha256
+
+    @property
+    def shard_chunks(self) -> list[int]:
+        if self.shard is None:
+            return list(range(len(self.chunks)))
+        i, n = self.shard
+        return [j for j in range(len(self.chunks)) if j % n == i - 1]
+
+    @property
+    def shard_label(self):
+        return None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}"
+
+
+def _canon(x):
+    if isinstance(x, float):
+        return repr(x)
+    return x
+
+
+def _hash(obj, bits=64) -> int:
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return int(hashlib.sha256(text.encode()).hexdigest()[: bits // 4], 16)
+
+
+def _sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _problem_sha(P: Problem) -> str:
+    h = hashlib.sha256()
+    for name in ("X", "y", "X_test", "y_test", "beta_star"):
+        a = getattr(P, name)
+        h.update(name.encode())
+        if a is not None:
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
+    """Runs of one product grid, in grid order (validation of the combinations happens here)."""
+    methods = sub.get("method", ["gf"])
+    variants = sub.get("variant", ["full"])
+    times = sub.get("time", ["flow"])
+    depth = settings["depth"]
+    for name in HYPER:
+        users = [m for m in methods if name in PARAMS[m]]
+        if name in sub and not users:
+            who = [m for m in METHODS if name in PARAMS[m]]
+            raise fail(name, W, f"given only with a method that uses it ({', '.join(who)}); the swept methods are "
+                       f"{', '.join(methods)}", sub[name])
+        if name not in sub and users:
+            raise fail(name, W, f"given for {', '.join(users)} (it has no default)", None)
+    if all(m == "flood" for m in methods) and any(v != "full" for v in variants):
+        raise fail("variant", W, "'full' with flood (flooding acts on the full-batch loss)", variants)
+    if depth != 2 and "per-sample" in variants:
+        raise fail("variant", W, "'full' for depth D >= 3 (the per-example closed form is for D = 2)", variants)
+    discrete = "discrete" in times
+    for name in DISCRETE_ONLY:
+        if name in sub and not discrete:
+            raise fail(name, W, "given only with --time discrete (it applies to discrete time)", sub[name])
+    if discrete and "lr" not in sub:
+        raise fail("lr", W, "given with --time discrete", None)
+    stochastic = discrete and (any(b is not None for b in sub.get("batch_size", []))
+                               or any(s > 0 for s in sub.get("label_noise", [])))
+    n_seeds = len(sub["seed"]) if "seed" in sub else sub.get("seeds", 1)
+    n_cells = 1 if "data" in sub else math.prod(len(sub.get(a, [0])) for a in DATA_AXES)
+    per_time = {"flow": 1, "discrete": math.prod(len(sub.get(a, [0])) for a in DISCRETE_ONLY)}
+    size = n_cells * n_seeds * len(sub.get("alpha", [0])) * sum(
+        (1 if m == "flood" else len(variants)) * sum(per_time[t] for t in times)
+        * math.prod(len(sub[h]) for h in PARAMS[m]) for m in methods)
+    if size > MAX_RUNS:
+        raise fail("grid", W, f"at most {MAX_RUNS:,} runs (split it into several sweeps)", f"{size:,} runs")
+    seeds = sub["seed"] if "seed" in sub else list(range(n_seeds))
+    # -- dataset cells -----------------------------------------------------------------------
+    cells = []
+    if "data" in sub:
+        for name in DATA_AXES:
+            if name in sub:
+                raise fail(name, W, "left unset with --data (it describes synthetic data)", sub[name])
+        if len(seeds) > 1 and not stochastic:
+            raise fail("seeds", W, "1 with --data unless runs are stochastic (--batch-size or --label-noise "
+                       "> 0 with --time discrete): the data is fixed", len(seeds))
+        data = sub["data"]
+        if isinstance(data, Problem):
+            sha = _problem_sha(data)
+            label = f"problem-{sha[:12]}"
+            cache.setdefault("objects", {})[sha] = data
+            spec = ("object", sha)
+        else:
+            if data not in cache.setdefault("files", {}):
+                P = load_problem(data)
+                cache["files"][data] = (P, _sha256_file(data))
+            P, sha = cache["files"][data]
+            label, spec = data, ("file", data, sha)
+            data = P
+        cells.append(dict(key=dict(data=label, n=data.n, d=data.d, k=None, noise=None, design=None),
+                          spec=spec, sha=sha))
+    else:
+        for n, d, k, noise, design in product(sub.get("n", [40]), sub.get("d", [100]), sub.get("k", [5]),
+                                              sub.get("noise", [0.0]), sub.get("design", ["gaussian"])):
+            if k > d:
+                raise fail("k", W, f"<= d (the support size of beta* in dimension d = {d})", k)
+            key = dict(data=None, n=n, d=d, k=k, noise=noise, design=design)
+            cells.append(dict(key=key, spec=("synthetic", n, d, k, noise, design),
+                              sha=_hash([n, d, k, repr(noise), design])))
+    for cell in cells:
+        for b in sub.get("batch_size", []):
+            if b is not None and b > cell["key"]["n"]:
+                raise fail("batch_size", W, f"<= n = {cell['key']['n']} (the number of samples)", b)
+    # -- every (method, variant) once on a tiny problem: any rule of dln.methods.make ----------
+    _check_methods(sub, methods, variants, depth)
+    runs = []
+    alphas = sub.get("alpha", [0.1])
+    for cell in cells:
+        for seed in seeds:
+            for method in methods:
+                for variant in (["full"] if method == "flood" else variants):
+                    for time in times:
+                        flow = time == "flow"
+                        discrete_axes = [[None], [None], [None]] if flow else \
+                            [sub["lr"], sub.get("batch_size", [None]), sub.get("label_noise", [None])]
+                        for lr, bs, ln in product(*discrete_axes):
+                            hp = [sub[h] if h in PARAMS[method] else [None] for h in HYPER]
+                            for alpha, gamma, eps, rho, fl in product(alphas, *hp):
+                                run = dict(method=method, variant=variant, time=time, alpha=alpha, gamma=gamma,
+                                           eps=eps, rho=rho, flood_level=fl, lr=lr, batch_size=bs,
+                                           label_noise=ln, **cell["key"], seed=seed)
+                                runs.append((run, cell))
+    return runs
+
+
+def _check_methods(sub, methods, variants, depth):
+    tiny = Problem(np.eye(2), np.ones(2))
+    from .methods import make
+
+    for method in methods:
+        for variant in (["full"] if method == "flood" else variants):
+            params = {h: sub[h][0] for h in PARAMS[method]}
+            make(method, tiny, variant=variant, D=depth, **params)
+
+
+def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
+    """Validate and expand a grid (a dict of value lists, or a list of them: union of products).
+
+    Raises
+    ------
+    DLNError
+        For any invalid value or combination (before anything runs).
+    """
+    subs = [grid] if isinstance(grid, dict) else list(grid)
+    if not subs:
+        raise fail("grid", W, "a non-empty list of grids", subs)
+    subs = [s if isinstance(s, _Normalized) else _normalize(s, "the grid") for s in subs]
+    settings = _settings(subs, settings or {})
+    shard = _parse_shard(shard)
+    cache: dict = {}
+    expanded = []
+    for sub in subs:
+        expanded.extend(_expand(sub, settings, cache))
+    runs, cells_of, seen = [], [], {}
+    for i, (run, cell) in enumerate(expanded):
+        # identity: the key columns, with a data file known by its content (not by how its path is spelled)
+        # "r" + 16 hex digits: never read as a number (pandas would turn "12e4..." into a float)
+        rid = "r%016x" % _hash([_canon(run[c]) for c in KEY_COLUMNS if c != "data"] + [cell["sha"]])
+        if rid in seen:
+            raise fail("grid", W, "a list of distinct runs (the sub-grids overlap)",
+                       {k: v for k, v in run.items() if v is not None})
+        seen[rid] = i
+        runs.append(dict(run=i, run_id=rid, **run))
+        cells_of.append(cell)
+    # -- batches: same dataset, method, variant, time, batch size and label noise ---------------
+    groups: dict = {}
+    for i, run in enumerate(runs):
+        key = (cells_of[i]["sha"], run["seed"], run["method"], run["variant"], run["time"], run["batch_size"],
+               run["label_noise"])
+        groups.setdefault(key, []).append(i)
+    chunks = []
+    size = settings["chunk_size"]
+    for members in groups.values():
+        m = -(-len(members) // size)
+        q, r = divmod(len(members), m)
+        start = 0
+        for j in range(m):
+            stop = start + q + (1 if j < r else 0)
+            chunks.append(members[start:stop])
+            start = stop
+    files = {p: sha for p, (_, sha) in cache.get("files", {}).items()}
+    fingerprint = hashlib.sha256(json.dumps(
+        dict(format=FORMAT, runs=[r["run_id"] for r in runs], chunks=chunks,
+             settings={k: _canon(v) for k, v in settings.items()}), sort_keys=True).encode()).hexdigest()
+    plan = Plan(grid=subs, settings=settings, runs=runs, chunks=chunks, fingerprint=fingerprint, shard=shard,
+                objects=cache.get("objects", {}), data_files=files)
+    root = settings["root_seed"]
+    for j, members in enumerate(chunks):
+        first, cell = runs[members[0]], cells_of[members[0]]
+        stochastic = first["time"] == "discrete" and (first["batch_size"] is not None
+                                                      or (first["label_noise"] or 0) > 0)
+        plan.tasks[j] = dict(
+            chunk=j, runs=members, problem=cell["spec"], data_seed=(root, _cell_key(cell), first["seed"]),
+            method=first["method"], variant=first["variant"], time=first["time"], batch_size=first["batch_size"],
+            label_noise=first["label_noise"],
+            alpha=[runs[i]["alpha"] for i in members],
+            **{h: ([runs[i][h] for i in members] if h in PARAMS[first["method"]] else None) for h in HYPER},
+            lr=None if first["time"] == "flow" else [runs[i]["lr"] for i in members],
+            seeds=[(root, int(runs[i]["run_id"][1:], 16)) for i in members] if stochastic else None,
+            depth=settings["depth"], rtol=settings["rtol"], max_steps=settings["max_steps"])
+    return plan
+
+
+def _cell_key(cell) -> int:
+    return int(cell["sha"][:16], 16) if isinstance(cell["sha"], str) else cell["sha"]
+
+
+def _settings(subs, given: dict) -> dict:
+    """Solver settings: from the sub-grids (all equal) or ``given`` (not both), else the defaults."""
+    out = dict(SETTING_DEFAULTS)
+    found = {}
+    for sub in subs:
+        for name in SETTING_DEFAULTS:
+            if name in sub:
+                value = sub.pop(name)
+                if name in found and found[name] != value:
+                    raise fail(name, W, "the same in every sub-grid", [found[name], value])
+                found[name] = value
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in found:
+            raise fail(name, W, "given once (in --grid FILE or on the command line, not both)", value)
+        found[name] = value
+    checked = _normalize({k: v for k, v in found.items()}, "the settings")
+    out.update(checked)
+    return out
+
+
+_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def _parse_shard(shard):
+    if shard is None:
+        return None
+    if isinstance(shard, (tuple, list)) and len(shard) == 2:
+        i, n = shard
+    else:
+        m = _SHARD.match(str(shard))
+        if not m:
+            raise fail("shard", W, "of the form I/N with 1 <= I <= N (e.g. 2/8)", shard)
+        i, n = int(m.group(1)), int(m.group(2))
+    if isinstance(i, bool) or isinstance(n, bool) or not isinstance(i, (int, np.integer)) \
+            or not isinstance(n, (int, np.integer)) or n < 1 or not 1 <= i <= n:
+        raise fail("shard", W, "of the form I/N with 1 <= I <= N (e.g. 2/8)", f"{shard}")
+    return int(i), int(n)

@@ -1,0 +1,218 @@
+"""Running the batches of a sweep: one chunk → records (:func:`run_task`), the worker processes
+and the longest-first schedule.
+
+``--workers N`` processes (default: the cores this process may use) each run one batch at a time,
+longest first (:func:`_cost`), with one BLAS thread (threadpoolctl); ``--workers 1`` runs
+in-process.  A worker exits as soon as the sweep's process is gone, so a killed sweep leaves nothing
+running.  A run's results do not depend on the worker that ran it.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time as _time
+
+import numpy as np
+
+from .grid import HYPER, Plan
+from .problem import Problem, load_problem, make_problem
+from .sweep_io import METRIC_COLUMNS
+
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_OBJECTS: dict = {}
+_PROBLEMS: dict = {}
+_LIMITS = None
+
+
+def _limit_threads():
+    """One BLAS/OpenMP thread per process: the workers are the parallelism (and results do not
+    depend on the thread count)."""
+    global _LIMITS
+    os.environ.update(_ONE_THREAD)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is optional
+        return None
+    _LIMITS = threadpool_limits(limits=1)
+    return _LIMITS
+
+
+def _process_id(pid: int):
+    """(pid, start time) of a live process, None if it is gone or a zombie (Linux: /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        try:
+            os.kill(pid, 0)  # not Linux: existence only
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass
+        return (pid, None)
+    if fields[0] in ("Z", "X"):
+        return None
+    return (pid, fields[19])  # field 22 of stat: start time since boot
+
+
+def _worker_init(objects, main_pid):
+    """Worker set-up: ignore Ctrl-C (the parent stops the pool), one BLAS thread, and exit as soon
+    as the sweep's process is gone, so that a killed sweep leaves no orphan behind.
+
+    The main process is watched by pid (and start time), not through the parent: with the
+    forkserver start method the parent is the fork server, which itself waits for its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_threads()
+    _OBJECTS.update(objects)
+    ident = _process_id(main_pid)
+    ppid = os.getppid()
+
+    def watch():
+        while True:
+            _time.sleep(0.25)
+            if os.getppid() != ppid or _process_id(main_pid) != ident:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="dln-sweep-watchdog").start()
+
+
+def _problem(spec, data_seed) -> Problem:
+    key = (spec, data_seed)
+    if key not in _PROBLEMS:
+        kind = spec[0]
+        if kind == "synthetic":
+            _, n, d, k, noise, design = spec
+            root, cell, seed = data_seed
+            ss = np.random.SeedSequence(root, spawn_key=(0, cell, seed))
+            P = make_problem(n=n, d=d, k=k, noise=noise, design=design, seed=ss)
+        elif kind == "file":
+            P = load_problem(spec[1])
+        else:
+            P = _OBJECTS[spec[1]]
+        if len(_PROBLEMS) >= 8:
+            _PROBLEMS.pop(next(iter(_PROBLEMS)))
+        _PROBLEMS[key] = P
+    return _PROBLEMS[key]
+
+
+def run_task(task: dict, record: bool = False) -> dict:
+    """Run one chunk: ``dln.simulate.run_batch`` (flow, GD) or ``dln.integrate.iterate`` with one
+    seed per run (SGD, label noise: a run's randomness must not depend on its batch-mates), then
+    ``dln.simulate.records``.  Returns the metric columns of each run and the chunk's wall time."""
+    from .integrate import iterate
+    from .methods import make
+    from .model import initial_state
+    from .simulate import records, run_batch
+
+    P = _problem(task["problem"], task["data_seed"])
+    t0 = _time.perf_counter()
+    B = len(task["runs"])
+    alpha = np.asarray(task["alpha"], dtype=np.float64)
+    hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
+    if task["seeds"] is None:
+        kw = dict(lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
+                  batch_size=task["batch_size"], label_noise=task["label_noise"])
+        result = run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"], D=task["depth"],
+                           rtol=task["rtol"], max_steps=task["max_steps"], record=record, **hp, **kw)
+    else:
+        direction = make(task["method"], P, variant=task["variant"], D=task["depth"],
+                         **{h: v for h, v in hp.items() if v is not None})
+        state = initial_state(P.d, B, alpha=alpha, where=task["method"])
+        seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
+        result = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64), batch_size=task["batch_size"],
+                         label_noise=task["label_noise"] or 0.0, seeds=seeds,
+                         max_steps=1_000_000 if task["max_steps"] is None else task["max_steps"],
+                         record_every=1 if record else 0)
+        result.info["alpha"] = alpha
+    recs = records(result, predict=True)
+    wall = _time.perf_counter() - t0
+    out = dict(chunk=task["chunk"], metrics=[{c: r[c] for c in METRIC_COLUMNS} for r in recs], wall=wall)
+    if record:
+        arrays = dict(run=np.asarray(task["runs"]), beta=result.beta, alpha_eff=result.alpha_eff,
+                      log_c=result.log_c, status=np.asarray(result.status, dtype=str))
+        tr = result.trajectory
+        if tr is not None:
+            arrays.update(traj_t=tr.t, traj_beta=tr.beta, traj_loss=tr.loss, traj_log_c=tr.log_c)
+        out["arrays"] = arrays
+    return out
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _mp_context():
+    """The start method of the worker processes.
+
+    - "fork" on Linux when this process runs a single thread and threadpoolctl can pin the
+      workers' BLAS to one thread: fastest to start, and no re-import of the caller's script
+      (a script calling ``dln.sweep`` needs no ``if __name__ == "__main__"`` guard);
+    - otherwise a fork server (a fresh single-threaded process that imported dln once; safe in
+      threaded parents such as notebooks), started with one BLAS thread in its environment;
+    - "spawn" where neither exists.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1 \
+            and _have_threadpoolctl():
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:  # pragma: no cover - not POSIX
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["dln.sweep", "dln.simulate"])
+    from multiprocessing import forkserver
+
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)
+    try:
+        forkserver.ensure_running()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return ctx
+
+
+def _have_threadpoolctl() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("threadpoolctl") is not None
+
+
+#: Relative cost of a step per method, and the size B·n·d at which a step's array work equals its
+#: fixed Python overhead.  Calibrated on flows at n·d ∈ {800, 4000}, B ∈ {4, 32} (2026-11): a
+#: step costs ~3 ms + 3e-5 ms·B·n·d, GR-type methods ~1.25× GF, per-sample ~1.2× more steps.
+_METHOD_COST = {"gf": 1.0, "gr": 1.25, "fgr": 1.3, "bgr": 1.3, "cgr": 1.35, "usam": 1.25, "sam": 4.0, "flood": 4.0}
+_STEP_SIZE_SCALE = 100_000.0
+
+
+def _cost(task: dict, plan: Plan) -> float:
+    """A rough estimate of a batch's run time, to schedule the longest batches first (LPT).
+
+    Steps grow like ln(1/α) (THEORY.md §2.2) for the smallest α of the batch, like 1/η in discrete
+    time; a step costs a fixed overhead plus O(B·n·d), and at the sizes of a sweep the overhead
+    dominates, so a batch of 10 runs costs more than a third of a batch of 30."""
+    run = plan.runs[task["runs"][0]]
+    B = len(task["runs"])
+    steps = 1.0 + max(0.0, math.log(1.0 / min(task["alpha"])))
+    if task["time"] == "discrete":
+        steps *= 1.0 / min(task["lr"])
+    per_step = 1.0 + B * run["n"] * run["d"] / _STEP_SIZE_SCALE
+    factor = _METHOD_COST.get(task["method"], 1.0) * (1.2 if task["variant"] == "per-sample" else 1.0)
+    return steps * per_step * factor
+
+
+def _limit_threads_here():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return None
+    return threadpool_limits(limits=1)
