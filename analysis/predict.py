@@ -158,7 +158,8 @@ def _null_space_residual(X, v):
     """‖P_null(X) v‖ = ‖v − Xᵀ(XXᵀ)⁻¹Xv‖ (normal equations plus one refinement step; lstsq
     if XXᵀ is singular). O(n²d), like one Newton iteration; a QR of Xᵀ would cost ~10×.
     The projection does not depend on the scale of X, which is divided out (X ~ 1e±200)."""
-    X = X / np.max(np.abs(X))
+    x_max = float(np.max(np.abs(X)))
+    X = X / x_max if x_max > 0.0 else X
     G = X @ X.T
     try:
         factor = scipy.linalg.cho_factor(G, check_finite=False)

@@ -174,6 +174,14 @@ def test_infeasible_system_is_never_reported_converged(sigma, log_c):
     assert np.all(np.isfinite(res.beta))
 
 
+def test_zero_design():
+    """X = 0: with y = 0 the minimiser of φ_c is β = 0; with y ≠ 0 nothing interpolates."""
+    res = mirror_argmin(np.zeros((2, 3)), np.zeros(2), c=0.1)
+    assert res.status == "converged" and np.all(res.beta == 0.0)
+    res = mirror_argmin(np.zeros((2, 3)), np.ones(2), c=0.1)
+    assert res.status == "failed" and res.primal_residual == pytest.approx(1.0)
+
+
 def test_per_coordinate_c_and_zero_target():
     X, y, _ = sparse_problem(seed=2)
     c = np.geomspace(1e-6, 1e2, X.shape[1])
