@@ -157,9 +157,7 @@ def _norm(v) -> float:
 def _null_space_residual(X, v):
     """‖P_null(X) v‖ = ‖v − Xᵀ(XXᵀ)⁻¹Xv‖ (normal equations plus one refinement step; lstsq
     if XXᵀ is singular). O(n²d), like one Newton iteration; a QR of Xᵀ would cost ~10×.
-    The projection does not depend on the scale of X, which is divided out (X ~ 1e±200)."""
-    x_max = float(np.max(np.abs(X)))
-    X = X / x_max if x_max > 0.0 else X
+    mirror_argmin passes its equilibrated X (max|X| = 1), so XXᵀ cannot overflow."""
     G = X @ X.T
     try:
         factor = scipy.linalg.cho_factor(G, check_finite=False)
@@ -174,37 +172,31 @@ def _null_space_residual(X, v):
 def _newton_direction(X, a, log_c, grad):
     """Newton direction up to a positive factor: returns (Δ̃, s) with the Newton step e^{−s}Δ̃.
 
-    The Hessian X diag(w) Xᵀ, w = 2c cosh a, is formed as e^{s}·H̃ with H̃ = ÃÃᵀ/tr(ÃÃᵀ),
-    Ã = (X/max|X|)·exp((ln w − max ln w)/2) and s = max ln w + 2 ln max|X| + ln tr(ÃÃᵀ), so its
-    entries neither underflow nor overflow, whatever the scale of c (ln c = −1000) or of X.
-    Directions whose curvature is below round-off (μ = eps·tr H̃ = eps: coordinates still at the
-    tiny scale c while others are O(1)) get the curvature μ instead of a round-off value: the
-    step there is large (then capped by the line search) rather than zero, as in exact
-    arithmetic. Cholesky of H̃ + μI; if even that fails, an eigen-decomposition with eigenvalues
-    clipped at μ.
+    The Hessian X diag(w) Xᵀ, w = 2c cosh a, is formed as e^{s}·(Ã Ãᵀ) with s = max ln w and
+    Ã = X·exp((ln w − s)/2), so its entries neither underflow (ln c = −1000) nor overflow
+    (mirror_argmin passes its equilibrated X, max|X| = 1). Directions whose curvature is below
+    round-off (μ = eps·tr H̃: coordinates still at the tiny scale c while others are O(1)) get the
+    curvature μ instead of a round-off value: the step there is large (then capped by the line
+    search) rather than zero, as in exact arithmetic. Cholesky of H̃ + μI; if even that fails, an
+    eigen-decomposition with eigenvalues clipped at μ.
     """
     log_w = _log_two_c_cosh(a, log_c)
-    x_max = float(np.max(np.abs(X)))
-    if x_max == 0.0:
-        return None, 0.0
     s = float(log_w.max())
-    A = (X / x_max) * np.exp(0.5 * (log_w - s))
+    A = X * np.exp(0.5 * (log_w - s))
     H = A @ A.T
-    trace = float(np.trace(H))
-    if not (np.isfinite(trace) and trace > 0.0):
-        return None, s
-    H /= trace
-    s += 2.0 * np.log(x_max) + np.log(trace)
+    mu = _EPS * float(np.trace(H))
     try:
-        factor = scipy.linalg.cho_factor(H + _EPS * np.eye(H.shape[0]), check_finite=False)
+        factor = scipy.linalg.cho_factor(H + mu * np.eye(H.shape[0]), check_finite=False)
         delta = scipy.linalg.cho_solve(factor, -grad, check_finite=False)
         if np.all(np.isfinite(delta)):
             return delta, s
     except np.linalg.LinAlgError:
         pass
+    if not (np.all(np.isfinite(H)) and mu > 0.0):
+        return None, s
     eigval, eigvec = np.linalg.eigh(H)
     with np.errstate(over="ignore", invalid="ignore"):  # a residual near 1e300: checked below
-        delta = -eigvec @ ((eigvec.T @ grad) / np.maximum(eigval, _EPS))
+        delta = -eigvec @ ((eigvec.T @ grad) / np.maximum(eigval, mu))
     return (delta if np.all(np.isfinite(delta)) else None), s
 
 
