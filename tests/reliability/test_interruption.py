@@ -83,28 +83,8 @@ def _finished_chunks(rows, plan):
     return {j for j, members in enumerate(plan.chunks) if all(i in rows for i in members)}
 
 
-def _no_process_left(marker, timeout=10.0) -> bool:
-    """No process has ``marker`` (the sweep's folder) in its command line: the killed sweep's
-    workers (forked, same command line) exited too."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    if marker.encode() in fh.read():
-                        left.append(pid)
-            except OSError:
-                continue
-        if not left or time.monotonic() > deadline:
-            return not left
-        time.sleep(0.05)
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="checks for orphan workers through /proc")
-def test_sigkill_at_several_random_points_then_resume(reference, tmp_path):
+def test_sigkill_at_several_random_points_then_resume(reference, tmp_path, no_process_left):
     seed = int(os.environ.get("DLN_KILL_SEED", random.randrange(10**6)))
     rng = random.Random(seed)
     why = f"DLN_KILL_SEED={seed}"
@@ -137,7 +117,7 @@ def test_sigkill_at_several_random_points_then_resume(reference, tmp_path):
             err = proc.stderr.read()
             proc.stderr.close()
         assert "Traceback" not in err, (why, err)
-        assert _no_process_left(str(out)), (why, "worker processes outlived the killed sweep")
+        assert no_process_left(str(out)), (why, "worker processes outlived the killed sweep")
         rows, torn = _snapshot(path, reference, why)
         if finished_first:  # the sweep ended before the signal: not a kill point
             assert proc.returncode == 0, (why, err)

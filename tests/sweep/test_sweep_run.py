@@ -174,7 +174,7 @@ def test_resume_in_an_empty_folder_starts_the_sweep(tmp_path):
     assert len(rows(out / "results.csv")) == 1 + 6
 
 
-def _kill_and_resume(args, reference_rows, tmp_path, seed, workers):
+def _kill_and_resume(args, reference_rows, tmp_path, seed, workers, no_process_left):
     """Start a sweep in a subprocess, SIGKILL it at a random moment after the first row, resume."""
     rng = random.Random(seed)
     out = tmp_path / "killed"
@@ -193,7 +193,7 @@ def _kill_and_resume(args, reference_rows, tmp_path, seed, workers):
         proc.stdout.close()
         proc.stderr.close()
     n_before = path.read_bytes().count(b"\n") - 1
-    assert _no_process_left(str(tmp_path)), "worker processes outlived the killed sweep"
+    assert no_process_left(str(tmp_path)), "worker processes outlived the killed sweep"
     res = run_cli(["sweep", *args, "--out", out, "--workers", workers, "--resume", "--quiet"], cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     got = rows(path)
@@ -213,36 +213,14 @@ def _kill_and_resume(args, reference_rows, tmp_path, seed, workers):
     return n_before
 
 
-def _no_process_left(marker, timeout=10.0):
-    """No process mentions ``marker`` (the killed sweep's folder: its fork server and workers carry
-    it in their command line) within ``timeout`` seconds (Linux; elsewhere: not checked)."""
-    if not os.path.isdir("/proc/self"):
-        return True
-    deadline = time.monotonic() + timeout
-    while True:
-        left = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    if marker.encode() in fh.read():
-                        left.append(pid)
-            except OSError:
-                continue
-        if not left or time.monotonic() > deadline:
-            return not left
-        time.sleep(0.1)
-
-
-def test_sigkill_at_a_random_moment_then_resume(reference, tmp_path):
+def test_sigkill_at_a_random_moment_then_resume(reference, tmp_path, no_process_left):
     seed = random.randrange(10**6)
-    n_before = _kill_and_resume(SMALL, rows(reference / "results.csv"), tmp_path, seed, 2)
+    n_before = _kill_and_resume(SMALL, rows(reference / "results.csv"), tmp_path, seed, 2, no_process_left)
     assert 0 <= n_before <= SMALL_RUNS, f"seed {seed}"
 
 
 @pytest.mark.slow
-def test_sigkill_54_runs_n20_d40(tmp_path):
+def test_sigkill_54_runs_n20_d40(tmp_path, no_process_left):
     """The acceptance test of issue 4: a 3x3x3 grid with 2 seeds (54 runs, n = 20, d = 40)."""
     args = ["--method", "gr", "fgr", "bgr", "--alpha", "0.01", "0.1", "1", "--gamma", "0.02", "0.05", "0.1",
             "--eps", "0.1", "--seeds", "2", "--n", "20", "--d", "40"]
@@ -253,7 +231,7 @@ def test_sigkill_54_runs_n20_d40(tmp_path):
     for k, workers in enumerate((1, 2)):
         sub = tmp_path / f"k{k}"
         sub.mkdir()
-        _kill_and_resume(args, rows(ref / "results.csv"), sub, random.randrange(10**6), workers)
+        _kill_and_resume(args, rows(ref / "results.csv"), sub, random.randrange(10**6), workers, no_process_left)
 
 
 def test_save_trajectories(tmp_path):
