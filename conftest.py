@@ -1,4 +1,8 @@
-"""Fixtures shared by every test folder."""
+"""Fixtures shared by every test folder.
+
+At the repository root, not in tests/: pytest puts a conftest's folder on sys.path, and tests/
+holds folders named like the packages (tests/analysis, tests/figures, tests/benchmarks) that
+would then shadow them as namespace packages."""
 from __future__ import annotations
 
 import os
