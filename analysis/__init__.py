@@ -1,4 +1,4 @@
-"""The theory side of the DLN simulator: pure mathematics on NumPy arrays (THEORY.md).
+"""The theory side of the DLN simulator: pure mathematics on NumPy arrays (docs/theory.md).
 
 - :mod:`analysis.potentials`: q, φ_c, Bregman divergence, depth-D potential (§1, §2, §3.1).
 - :mod:`analysis.predict`: mirror_argmin (dual Newton, log domain), min-ℓ1, min-ℓ2, weighted

@@ -1,4 +1,4 @@
-"""Mirror potentials of the diagonal linear network (THEORY.md §1, §2.2, §2.3, §3.1).
+"""Mirror potentials of the diagonal linear network (docs/theory.md §1, §2.2, §2.3, §3.1).
 
 Depth 2 (canonical, §1)::
 
@@ -27,7 +27,7 @@ _ASINH_ASYMPTOTIC_LOG = 20.0
 
 
 def q(s):
-    """Depth-2 scalar potential (THEORY.md §1, §2.1).
+    """Depth-2 scalar potential (docs/theory.md §1, §2.1).
 
     ``q(s) = 2 − sqrt(4 + s²) + s·arcsinh(s/2) = ∫₀^s arcsinh(t/2) dt``.
 
@@ -48,7 +48,7 @@ def q(s):
 
 
 def q_prime(s):
-    """Derivative of :func:`q`: ``q'(s) = arcsinh(s/2)`` (THEORY.md §1)."""
+    """Derivative of :func:`q`: ``q'(s) = arcsinh(s/2)`` (docs/theory.md §1)."""
     return np.arcsinh(0.5 * np.asarray(s, dtype=float))
 
 
@@ -102,7 +102,7 @@ def asinh_ratio(beta, log_c):
 
 
 def grad_phi(beta, c=None, *, log_c=None):
-    """Mirror map ``∇φ_c(β) = arcsinh(β / (2c))`` (THEORY.md §1, §2.1).
+    """Mirror map ``∇φ_c(β) = arcsinh(β / (2c))`` (docs/theory.md §1, §2.1).
 
     Give either ``c`` (> 0, per coordinate or scalar) or ``log_c = ln c`` (for c below the
     float64 range, e.g. ``log_c = −1000``). See :func:`asinh_ratio` for the log-domain form.
@@ -111,7 +111,7 @@ def grad_phi(beta, c=None, *, log_c=None):
 
 
 def phi(beta, c=None, *, log_c=None, z0=None):
-    """Hyperbolic-entropy potential with a linear tilt (THEORY.md §1, §3.1, §15).
+    """Hyperbolic-entropy potential with a linear tilt (docs/theory.md §1, §3.1, §15).
 
     ``φ_c(β) − ⟨z0, β⟩ = Σ_i [β_i arcsinh(β_i/(2c_i)) − sqrt(β_i² + 4c_i²) + 2c_i] − ⟨z0, β⟩``
 
@@ -142,7 +142,7 @@ def phi(beta, c=None, *, log_c=None, z0=None):
 
 
 def bregman(beta, beta0, c=None, *, log_c=None):
-    """Bregman divergence of φ_c (THEORY.md §3.1).
+    """Bregman divergence of φ_c (docs/theory.md §3.1).
 
     ``D_{φ_c}(β, β0) = φ_c(β) − φ_c(β0) − ⟨∇φ_c(β0), β − β0⟩
                      = Σ_i [β_i (w_i − w0_i) − (m_i − m0_i)]``,
@@ -174,7 +174,7 @@ def bregman(beta, beta0, c=None, *, log_c=None):
 
 
 # --------------------------------------------------------------------------------------
-# Depth D ≥ 3 (THEORY.md §2.3)
+# Depth D ≥ 3 (docs/theory.md §2.3)
 # --------------------------------------------------------------------------------------
 
 def _check_depth(D):
@@ -187,7 +187,7 @@ def _check_depth(D):
 def h_D(zeta, D):
     """Depth-D link ``h_D(ζ) = (1 − ζ)^{−p} − (1 + ζ)^{−p}``, ``p = D/(D − 2)``, ζ ∈ (−1, 1).
 
-    β = α^D h_D(ζ) with ζ = −(α^{D−2}/2)(u^{2−D} − v^{2−D}) (THEORY.md §2.3). Odd and
+    β = α^D h_D(ζ) with ζ = −(α^{D−2}/2)(u^{2−D} − v^{2−D}) (docs/theory.md §2.3). Odd and
     increasing, h_D'(0) = 2p.
     """
     p = _check_depth(D) / (float(D) - 2.0)
@@ -246,7 +246,7 @@ def _h_D_inv_parts(t, p):
 
 
 def h_D_inv(t, D):
-    """Inverse of :func:`h_D`: the ζ ∈ (−1, 1) with h_D(ζ) = t (THEORY.md §2.3).
+    """Inverse of :func:`h_D`: the ζ ∈ (−1, 1) with h_D(ζ) = t (docs/theory.md §2.3).
 
     Safeguarded, monotonically convergent Newton iteration (vectorised); accurate to a few
     ulps in ζ, for |t| up to ~1e300.
@@ -281,7 +281,7 @@ def _H_D(zeta, delta, D):
 
 
 def q_D(s, D):
-    """Depth-D scalar potential ``q_D(s) = ∫₀^s h_D^{-1}(t) dt`` (THEORY.md §2.3).
+    """Depth-D scalar potential ``q_D(s) = ∫₀^s h_D^{-1}(t) dt`` (docs/theory.md §2.3).
 
     With the substitution t = h_D(ζ) and ζ_s = h_D^{-1}(s):
     ``q_D(s) = s·ζ_s − ∫₀^{ζ_s} h_D = s·ζ_s − H(ζ_s)``, where
@@ -299,7 +299,7 @@ def q_D(s, D):
 
 
 def phi_D(beta, alpha, D):
-    """Depth-D potential ``Q^D_α(β) = α^D Σ_i q_D(β_i / α^D)`` (THEORY.md §2.3).
+    """Depth-D potential ``Q^D_α(β) = α^D Σ_i q_D(β_i / α^D)`` (docs/theory.md §2.3).
 
     Limits: α → 0 gives ‖β‖₁ (no log factor); α → ∞ gives ((D − 2)/(4Dα^D))‖β‖₂².
 

@@ -1,4 +1,4 @@
-"""Closed-form implicit-bias predictions as convex programs (THEORY.md §2, §3.1, §9, §15).
+"""Closed-form implicit-bias predictions as convex programs (docs/theory.md §2, §3.1, §9, §15).
 
 - :func:`mirror_argmin`: argmin_{Xβ=y} φ_c(β) − ⟨z0, β⟩ by damped Newton on the n-dimensional
   dual, entirely in the log domain (any c with ln c + |z0| < 690, e.g. 1e-300 … 1e299, or
@@ -45,7 +45,7 @@ class MirrorResult:
     kkt_residual : float
         Relative distance of the tilted mirror map from the row space:
         ``‖P_null(X)(arcsinh(β/(2c)) − z0)‖ / max(‖arcsinh(β/(2c)) − z0‖, 1e-300)``,
-        with arcsinh(β/(2c)) recomputed from the returned β (THEORY.md §15 "Certificate").
+        with arcsinh(β/(2c)) recomputed from the returned β (docs/theory.md §15 "Certificate").
         It is ~1e-15 at a solution, except where β_i underflows (ln c + |a_i| < −745, only
         possible for ln c < −700): there β_i = 0 cannot carry its mirror coordinate.
     status : str
@@ -113,7 +113,7 @@ def _as_coordinate_vector(value, name, d, who, *, positive=False):
 
 
 # --------------------------------------------------------------------------------------
-# log-domain hyperbolic functions (THEORY.md §13 item 9, §15)
+# log-domain hyperbolic functions (docs/theory.md §13 item 9, §15)
 # --------------------------------------------------------------------------------------
 
 def _two_c_sinh(a, log_c):
@@ -204,7 +204,7 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
     """Minimise the tilted hyperbolic-entropy potential over the interpolating set.
 
     ``β* = argmin_{Xβ = y}  φ_c(β) − ⟨z0, β⟩``,
-    ``φ_c(β) = Σ_i [β_i arcsinh(β_i/(2c_i)) − sqrt(β_i² + 4c_i²) + 2c_i]`` (THEORY.md §1, §15).
+    ``φ_c(β) = Σ_i [β_i arcsinh(β_i/(2c_i)) − sqrt(β_i² + 4c_i²) + 2c_i]`` (docs/theory.md §1, §15).
 
     KKT: ``β = 2c ⊙ sinh(Xᵀν + z0)`` and ``Xβ = y``. The dual
     ``D(ν) = Σ_i 2c_i cosh((Xᵀν + z0)_i) − νᵀy`` (convex, n unknowns) has gradient
@@ -368,11 +368,11 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
 
 
 # --------------------------------------------------------------------------------------
-# limits: min-ℓ1 and min-ℓ2 interpolators (THEORY.md §2.2)
+# limits: min-ℓ1 and min-ℓ2 interpolators (docs/theory.md §2.2)
 # --------------------------------------------------------------------------------------
 
 def min_l1(X, y):
-    """Minimum-ℓ1 interpolator ``argmin ‖β‖₁ s.t. Xβ = y`` (the α → 0 limit, THEORY.md §2.2).
+    """Minimum-ℓ1 interpolator ``argmin ‖β‖₁ s.t. Xβ = y`` (the α → 0 limit, docs/theory.md §2.2).
 
     Linear program over β = p − q, p, q ≥ 0 (``scipy.optimize.linprog``, HiGHS), then a
     polish: the vertex found is re-solved exactly on its support by least squares (kept only
@@ -417,7 +417,7 @@ def min_l1(X, y):
 
 
 def min_l2(X, y):
-    """Minimum-ℓ2 interpolator ``X⁺y`` (the α → ∞ limit, THEORY.md §2.2), via lstsq."""
+    """Minimum-ℓ2 interpolator ``X⁺y`` (the α → ∞ limit, docs/theory.md §2.2), via lstsq."""
     who = "min_l2"
     X = _as_matrix(X, who)
     y = _as_target(y, X.shape[0], who)
@@ -425,17 +425,17 @@ def min_l2(X, y):
 
 
 # --------------------------------------------------------------------------------------
-# weighted Lasso (THEORY.md §9)
+# weighted Lasso (docs/theory.md §9)
 # --------------------------------------------------------------------------------------
 
 def label_noise_lasso_weights(X, eta, delta):
-    """Per-coordinate Lasso weights of label-noise SGD: ``λ_j = η δ² M_jj``, M = XᵀX/n (THEORY.md §9)."""
+    """Per-coordinate Lasso weights of label-noise SGD: ``λ_j = η δ² M_jj``, M = XᵀX/n (docs/theory.md §9)."""
     X = _as_matrix(X, "label_noise_lasso_weights")
     return float(eta) * float(delta) ** 2 * np.mean(X * X, axis=0)
 
 
 def lasso_kkt_violation(X, y, beta, lam):
-    """Largest violation of the weighted-Lasso subgradient conditions (THEORY.md §9).
+    """Largest violation of the weighted-Lasso subgradient conditions (docs/theory.md §9).
 
     With ``ρ = Xᵀ(y − Xβ)/n``: ``ρ_j = λ_j sign(β_j)`` if β_j ≠ 0 and ``|ρ_j| ≤ λ_j`` if β_j = 0.
     Returns ``max_j`` of the violation (0 at the exact minimiser).
@@ -468,7 +468,7 @@ def _lasso_polish(M, b, lam, beta):
 
 
 def weighted_lasso(X, y, lam, *, tol=1e-12, max_iter=100000):
-    """Weighted Lasso ``argmin_β (1/2n)‖Xβ − y‖² + Σ_j λ_j |β_j|`` (THEORY.md §9).
+    """Weighted Lasso ``argmin_β (1/2n)‖Xβ − y‖² + Σ_j λ_j |β_j|`` (docs/theory.md §9).
 
     Cyclic coordinate descent on the Gram form (M = XᵀX/n, b = Xᵀy/n), followed by an exact
     solve of the KKT system on the detected support and signs; the polished point is kept

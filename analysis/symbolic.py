@@ -1,8 +1,8 @@
-"""SymPy derivations of the closed forms in THEORY.md, each carrying its own check.
+"""SymPy derivations of the closed forms in docs/theory.md, each carrying its own check.
 
 Every :class:`Derivation` starts from a definition (the loss, the flow, the update rule),
 lets SymPy do the calculus, and checks the result against the closed form stated in
-THEORY.md by simplification to zero (or an exact series / limit). The displayed
+docs/theory.md by simplification to zero (or an exact series / limit). The displayed
 ``expressions`` are the per-coordinate closed forms; ``derived`` holds the raw SymPy results
 for a small generic instance (n = 2 examples, d = 3 coordinates, all entries symbolic).
 
@@ -35,7 +35,7 @@ class Derivation:
     name : str
         Registry key.
     title : str
-        One line, with the THEORY.md section.
+        One line, with the docs/theory.md section.
     statement : str
         What is derived from what.
     expressions : dict[str, sympy.Basic]
@@ -69,7 +69,7 @@ def _ew(a, b):
 
 
 # --------------------------------------------------------------------------------------
-# the generic DLN instance (THEORY.md §1)
+# the generic DLN instance (docs/theory.md §1)
 # --------------------------------------------------------------------------------------
 
 @functools.cache
@@ -124,7 +124,7 @@ _BUILDERS: dict[str, Callable[[], Derivation]] = {}
 
 
 # --------------------------------------------------------------------------------------
-# 1. gradient, HVP, per-example gradient norm (THEORY.md §7.1, §7.5)
+# 1. gradient, HVP, per-example gradient norm (docs/theory.md §7.1, §7.5)
 # --------------------------------------------------------------------------------------
 
 @_registry_entry
@@ -157,7 +157,7 @@ def _build_gradient_hvp() -> Derivation:
     ri, kappai = sp.symbols("r_i kappa_i")
     return Derivation(
         name="gradient_hvp",
-        title="DLN gradient, gradient norm and HVP along the gradient (THEORY.md §7.1, §7.5)",
+        title="DLN gradient, gradient norm and HVP along the gradient (docs/theory.md §7.1, §7.5)",
         statement=("From L = (1/2n)||X(u*u - v*v) - y||^2 by differentiation: the gradient, "
                    "||grad_w L||^2, H grad L = grad_w (1/2)||grad_w L||^2, and the per-example "
                    "||grad_w l_i||^2 for l_i = r_i^2/2, with g = X^T r/n, M = X^T X/n, m = u^2 + v^2, "
@@ -177,7 +177,7 @@ def _build_gradient_hvp() -> Derivation:
 
 
 # --------------------------------------------------------------------------------------
-# 2. the potential (THEORY.md §1, §2.2)
+# 2. the potential (docs/theory.md §1, §2.2)
 # --------------------------------------------------------------------------------------
 
 @_registry_entry
@@ -203,7 +203,7 @@ def _build_potential() -> Derivation:
 
     return Derivation(
         name="potential",
-        title="Hyperbolic-entropy potential and its limits (THEORY.md §1, §2.2)",
+        title="Hyperbolic-entropy potential and its limits (docs/theory.md §1, §2.2)",
         statement=("q(s) = int_0^s arcsinh(t/2) dt in closed form; q' and grad phi_c; for beta > 0, "
                    "c -> 0 gives phi_c ~ ln(1/c)|beta| + |beta| ln|beta| - |beta| (weighted l1), "
                    "c -> oo gives phi_c = beta^2/(4c) + O(c^-3) (l2)."),
@@ -220,7 +220,7 @@ def _build_potential() -> Derivation:
 
 
 # --------------------------------------------------------------------------------------
-# 3. exact GR flow in log coordinates (THEORY.md §7.2, §7.5)
+# 3. exact GR flow in log coordinates (docs/theory.md §7.2, §7.5)
 # --------------------------------------------------------------------------------------
 
 def _log_rates(du, dv, u, v):
@@ -266,7 +266,7 @@ def _build_gr_flow() -> Derivation:
     i_ = sp.Symbol("i", integer=True)
     return Derivation(
         name="gr_flow",
-        title="Exact GR flow in log coordinates (THEORY.md §7.2, §7.5)",
+        title="Exact GR flow in log coordinates (docs/theory.md §7.2, §7.5)",
         statement=("Gradient flow on L + (gamma/2)||grad_w L||^2: the scale ln(u v) moves by -8 gamma g^2 "
                    "and the mirror coordinate z = ln(u/v) stays in range(X^T). Per-example GR, "
                    "(1/n) sum_i [l_i + (gamma/2)||grad_w l_i||^2]: d ln(u v)/dt = -(8 gamma/n) sum_i (x_ij r_i)^2."),
@@ -284,7 +284,7 @@ def _build_gr_flow() -> Derivation:
 
 
 # --------------------------------------------------------------------------------------
-# 4. finite-difference GR and un-normalised SAM (THEORY.md §7.3, §8)
+# 4. finite-difference GR and un-normalised SAM (docs/theory.md §7.3, §8)
 # --------------------------------------------------------------------------------------
 
 @functools.cache
@@ -340,7 +340,7 @@ def _build_fgr() -> Derivation:
     Mbg2 = sp.Symbol("(M(beta*g^2))_j")
     return Derivation(
         name="fgr",
-        title="Finite-difference GR (signed eps) and un-normalised SAM (THEORY.md §7.3, §8)",
+        title="Finite-difference GR (signed eps) and un-normalised SAM (docs/theory.md §7.3, §8)",
         statement=("G_eps(w) = (1 - gamma/eps) grad L(w) + (gamma/eps) grad L(w + eps grad L(w)). "
                    "The ascent point is closed-form; d ln(u v)/dt = -8 gamma g*gtilde exactly and "
                    "dz/dt = -4[(1 - gamma/eps) g + (gamma/eps) gtilde] in range(X^T); "
@@ -364,7 +364,7 @@ def _build_fgr() -> Derivation:
 
 
 # --------------------------------------------------------------------------------------
-# 5. flooding two-step identity (THEORY.md §7.9)
+# 5. flooding two-step identity (docs/theory.md §7.9)
 # --------------------------------------------------------------------------------------
 
 @_registry_entry
@@ -407,7 +407,7 @@ def _build_flooding() -> Derivation:
 
     return Derivation(
         name="flooding",
-        title="Flooding two-step identity (THEORY.md §7.9)",
+        title="Flooding two-step identity (docs/theory.md §7.9)",
         statement=("For a generic cubic L on R^2: ascent then descent, theta_2 = theta_0 - eta[grad L(theta_0 + "
                    "eta grad L(theta_0)) - grad L(theta_0)] = theta_0 - eta^2 grad(1/2||grad L||^2) + O(eta^3) "
                    "(forward difference); descent then ascent has the same eta^2 term and the opposite eta^3 "
@@ -426,7 +426,7 @@ def _build_flooding() -> Derivation:
 
 
 # --------------------------------------------------------------------------------------
-# 6. depth D (THEORY.md §2.3, §7.7)
+# 6. depth D (docs/theory.md §2.3, §7.7)
 # --------------------------------------------------------------------------------------
 
 @_registry_entry
@@ -480,7 +480,7 @@ def _build_depth() -> Derivation:
     mD, ghat = sp.symbols("(M(m_D*g))_j ghat_j")
     return Derivation(
         name="depth",
-        title="Depth-D invariants and the depth-D GR out-of-span term (THEORY.md §2.3, §7.7)",
+        title="Depth-D invariants and the depth-D GR out-of-span term (docs/theory.md §2.3, §7.7)",
         statement=("GF on beta = u^D - v^D (u' = -D u^(D-1) g, v' = +D v^(D-1) g) conserves u^(2-D) + v^(2-D), "
                    "and u^(2-D) - v^(2-D) moves by 2D(D-2) g in range(X^T). Under GR (checked for D = 3, 4 "
                    "on a generic 2x2 instance), u^(2-D) picks up gamma D^2(D-1)(D-2) u^(D-2) g^2, "

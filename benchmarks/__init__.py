@@ -1,4 +1,4 @@
-"""Benchmark harness of ``dln``: this project against what a user would otherwise write (issue 6).
+"""Benchmark harness of ``dln``: this project against what a user would otherwise write.
 
 Run ``python -m benchmarks`` (or ``python benchmarks/run.py``); ``--quick`` for a smoke run,
 ``--only NAME`` for one module.  Each module ``benchmarks/bench_NAME.py`` has

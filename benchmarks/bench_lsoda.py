@@ -1,12 +1,12 @@
 """Baseline 1: a per-run loop of ``scipy.integrate.solve_ivp(method="LSODA")``.
 
-What a user would otherwise write: one right-hand side per run, the NumPy formulas of THEORY.md
+What a user would otherwise write: one right-hand side per run, the NumPy formulas of docs/theory.md
 (§2.1 GF, §7.2 exact GR, §7.3 F/B-GR with signed ε, §7.5 per-example GR / F-GR, §8 USAM), in the
-log coordinates (ln u, ln v) that THEORY.md §2.2 recommends, integrated one run at a time with a
+log coordinates (ln u, ln v) that docs/theory.md §2.2 recommends, integrated one run at a time with a
 terminal event on the loss (L ≤ loss_tol·L0, the same stopping rule as ``dln.integrate.flow``).
 
 Both sides use the same relative tolerance ``RTOL`` (atol = rtol on the log coordinates, dln's
-default) and the same loss threshold.  Accuracy of the limit (issue 6):
+default) and the same loss threshold.  Accuracy of the limit:
 ‖β − argmin Q_{α_eff}‖/‖β‖ ≤ 1e-8 with α_eff² = u⊙v measured at the end of each run
 (``analysis.predict.mirror_argmin(X, y, log_c=ln(u⊙v))``), checked for every run on both sides.
 In log coordinates both integrators keep z − z0 ∈ range(Xᵀ) to round-off (a linear invariant),
@@ -37,10 +37,10 @@ BENCH = "lsoda"
 
 
 # ---------------------------------------------------------------------------------------------
-# The baseline's right-hand sides: independent NumPy transcriptions of THEORY.md, one run each
+# The baseline's right-hand sides: independent NumPy transcriptions of docs/theory.md, one run each
 # ---------------------------------------------------------------------------------------------
 def make_rates(X, y, method, variant, gamma=None, eps=None, rho=None):
-    """(a, b) ↦ (da, db) = (d ln u/dt, d ln v/dt) for one run (THEORY.md §2, §7, §8)."""
+    """(a, b) ↦ (da, db) = (d ln u/dt, d ln v/dt) for one run (docs/theory.md §2, §7, §8)."""
     n, d = X.shape
     XT = np.ascontiguousarray(X.T)
     X2 = X * X
@@ -128,7 +128,7 @@ def lsoda_run(X, y, rates, alpha, rtol=RTOL, loss_tol=LOSS_TOL, t_max=T_MAX) -> 
 
 
 def limit_error(X, y, beta, log_c) -> float:
-    """‖β − argmin Q_{α_eff}‖/‖β‖ with α_eff² = u⊙v measured (issue 6 accuracy criterion)."""
+    """‖β − argmin Q_{α_eff}‖/‖β‖ with α_eff² = u⊙v measured (the accuracy criterion of the comparison)."""
     ref = mirror_argmin(X, y, log_c=log_c)
     return float(np.linalg.norm(beta - ref.beta) / max(np.linalg.norm(beta), 1e-300))
 

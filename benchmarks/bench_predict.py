@@ -1,6 +1,6 @@
 """Benchmark: ``analysis.predict.mirror_argmin`` (dual Newton, n unknowns) against
 ``scipy.optimize.minimize(method="SLSQP")`` on the primal problem (d unknowns) with the
-analytic gradient of φ_c and the constraint Jacobian X (THEORY.md §15).
+analytic gradient of φ_c and the constraint Jacobian X (docs/theory.md §15).
 
 Accuracy is measured against a reference solution (ours at tol = 1e-14); both solvers are
 asked for their tightest accuracy, and the achieved relative error of each is reported next

@@ -11,7 +11,7 @@ Accuracy — what "as accurate as ours" means here (stated in every row):
   be within 1e-8 of their closed forms (dln's default 1e-24 would cost GD far more steps; the
   looser threshold is generous to GD);
 - dln (gradient flow): ‖β − argmin Q_{α_eff}‖/‖β‖ with α_eff² = u⊙v measured;
-- GD: its limit is *not* the gradient-flow limit.  It is exactly (THEORY.md §5.1)
+- GD: its limit is *not* the gradient-flow limit.  It is exactly (docs/theory.md §5.1)
   argmin_{Xβ=y} φ_c(β) + 2⟨Φ, β⟩ with c = u⊙v measured and the tilt Φ = Σ_k[artanh(2ηg_k) − 2ηg_k].
   The error vs that exact characterisation is what is checked (≤ 1e-8).  Φ is *not* negligible at
   the 1e-8 level (dropping it gives ~1e-7, also reported), and GD's limit differs from the GF limit
@@ -73,7 +73,7 @@ def gd_plain(X, y, alpha, eta=ETA, loss_tol=LOSS_TOL, max_steps=10**9, time_cap=
 
 def gd_tilt(X, y, alpha, steps, eta=ETA):
     """Untimed replica of :func:`gd_plain` for ``steps`` steps that also accumulates the exact
-    tilt Φ = Σ_k [artanh(x_k) − x_k], x_k = 2ηg_k (THEORY.md §5.1); returns (u, v, Φ)."""
+    tilt Φ = Σ_k [artanh(x_k) − x_k], x_k = 2ηg_k (docs/theory.md §5.1); returns (u, v, Φ)."""
     n, d = X.shape
     XT = np.ascontiguousarray(X.T)
     u = np.full(d, float(alpha))

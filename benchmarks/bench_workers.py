@@ -1,4 +1,4 @@
-"""Benchmark: ``dln sweep --workers 2`` against ``--workers 1`` on a grid of 200 runs (issue 4).
+"""Benchmark: ``dln sweep --workers 2`` against ``--workers 1`` on a grid of 200 runs.
 
 The grid: gf, gr and fgr at n = 20, d = 40 with 10 values of α from 0.01 to 1, γ ∈ {0.02, 0.05, 0.1},
 ε ∈ {0.05, 0.1} and 2 seeds: (10 + 30 + 60) × 2 = 200 runs in batches of at most 32.  Both sweeps

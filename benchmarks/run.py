@@ -3,7 +3,7 @@
 Runs every ``benchmarks/bench_*.py`` module's ``run(quick)`` (each times this project and its
 baseline in the same process, interleaved), prints a table and writes ``benchmarks/results.md``
 with the machine, the date, medians and spreads over repeats, and the ratios against the targets
-of issue 6.
+of the benchmark targets.
 
     python -m benchmarks                   # everything (≈ 10 min on 2 cores), writes results.md
     python -m benchmarks --quick           # fast smoke run (~1–2 min), prints only
@@ -133,7 +133,7 @@ def normalize(row, key) -> dict:
 def adapt_predict(rows):
     """bench_predict rows ({'solver', 'n', 'd', 'alpha', 'median_s', 'min_s', 'max_s', 'repeats',
     'rel_error', 'primal_residual', 'status', 'iterations', 'speedup'}) → standard rows, one per
-    (n, d, α): mirror_argmin vs SLSQP.  Targets (issue 6): ≥100× at d = 1000, ≥30× at d = 100;
+    (n, d, α): mirror_argmin vs SLSQP.  Targets: ≥100× at d = 1000, ≥30× at d = 100;
     "seconds" at d = 10⁴ (read as ≤ 10 s).  Rows already in the standard form pass through."""
     if not rows or not all(isinstance(r, dict) and "solver" in r and "median_s" in r for r in rows):
         return rows

@@ -1,6 +1,6 @@
-"""dln: a diagonal linear network theory simulator (see README.md, THEORY.md, DESIGN.md).
+"""dln: a diagonal linear network theory simulator (see README.md, docs/theory.md, docs/design.md).
 
-Python API (DESIGN.md §5 names):
+Python API (docs/design.md §5 names):
 
 - ``dln.simulate(problem, method, ...)``: one batch of runs → list of records;
 - ``dln.sweep(...)`` / ``dln.merge(...)``: grids of runs, as ``dln sweep`` / ``dln merge``;

@@ -1,8 +1,8 @@
-"""``dln check``: the theorem table (THEORY.md §14 as executable claims).
+"""``dln check``: the theorem table (docs/theory.md §14 as executable claims).
 
 Each row simulates on one problem (the default, or ``--data``) and compares with a closed form,
 printing the measured error, the tolerance and PASS/FAIL.  Tolerances come from the theory:
-round-off level where the result is exact (the effective-α characterisations, THEORY.md §4–§8),
+round-off level where the result is exact (the effective-α characterisations, docs/theory.md §4–§8),
 a measured rate where it is asymptotic (α → 0/∞ limits, GD ≈ GR(γ = η/2)).  None is loosened to
 make a row pass.
 """
@@ -48,7 +48,7 @@ def _row(claim, section, measured, tol, detail="", relation="<="):
 
 
 # Exact mechanisms: round-off of the dual solve (~1e-13) amplified by the conditioning of the
-# limit; 1e-9 leaves two orders of margin over the 1e-11 measured in THEORY.md §14.
+# limit; 1e-9 leaves two orders of margin over the 1e-11 measured in docs/theory.md §14.
 EXACT_TOL = 1e-9
 # The gain integral is integrated with the flow (rtol 1e-10 here): ln c is exact to round-off
 # by construction, so the integrated-α prediction meets the same tolerance.
@@ -74,7 +74,7 @@ def rows_limits(P):
     b1, b2 = min_l1(P.X, P.y), min_l2(P.X, P.y)
     e1 = [_rel(rs.beta[i], b1) for i in range(3)]
     e2 = [_rel(rl.beta[i], b2) for i in range(3)]
-    # α → 0: monotone approach to min-ℓ1 (poly-logarithmic, THEORY.md §2.2); α → ∞: ‖β − X⁺y‖ ∝ α⁻⁴
+    # α → 0: monotone approach to min-ℓ1 (poly-logarithmic, docs/theory.md §2.2); α → ∞: ‖β − X⁺y‖ ∝ α⁻⁴
     mono = min(e1[0] / e1[1], e1[1] / e1[2])
     slope = float(np.polyfit(np.log(large), np.log(e2), 1)[0])
     return [
@@ -115,7 +115,7 @@ def rows_mechanisms(P, alpha=0.1):
         if variant == "full":
             margin = min(np.mean(f) - np.mean(g), np.mean(g) - np.mean(b))
             what = "mean gain"
-        else:  # coordinate-wise, no condition (THEORY.md §7.5)
+        else:  # coordinate-wise, no condition (docs/theory.md §7.5)
             margin = min(np.min(f - g), np.min(g - b))
             what = "every coordinate"
         out.append(_row(f"F-GR gain > GR gain > B-GR gain ({variant}, {what}: smallest margin)", "7.3",
@@ -199,7 +199,7 @@ def run_check(problem) -> list[Row]:
 
 def format_table(rows, seconds=None) -> str:
     w = max(len(r.claim) for r in rows)
-    lines = [f"{'claim':<{w}}  {'THEORY':>6}  {'measured':>9}  {'':2} {'tolerance':>9}  result"]
+    lines = [f"{'claim':<{w}}  {'theory':>6}  {'measured':>9}  {'':2} {'tolerance':>9}  result"]
     for r in rows:
         rel = "<=" if r.relation == "<=" else ">="
         lines.append(f"{r.claim:<{w}}  {'§' + r.section:>6}  {r.measured:9.2e}  {rel:2} {r.tolerance:9.1e}  "

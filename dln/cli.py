@@ -1,4 +1,4 @@
-"""Command-line interface (DESIGN.md §5 contract): ``dln SUBCOMMAND ...``.
+"""Command-line interface (docs/design.md §5 contract): ``dln SUBCOMMAND ...``.
 
 Subcommands: simulate, predict, sweep, merge, check, derive, figures.  User errors print one
 line ``dln: error: …`` on stderr and exit with code 2 (``--debug`` re-raises instead).
@@ -25,7 +25,7 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``dln: error: …`` and exit code 2 (DESIGN.md §5).
+    """argparse with one-line errors: ``dln: error: …`` and exit code 2 (docs/design.md §5).
 
     Every negative number (``-1e-3``, ``-.5``, ``-inf``) is a value, not an option: argparse's own
     pattern (``-1``, ``-0.5``) would read ``--alpha -1e-3`` as a missing value instead of reaching
@@ -57,7 +57,7 @@ def _float(text):
 
 
 def add_data_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
-    """Data flags (DESIGN.md §5): --data FILE, or synthetic --n --d --k --noise --design --seed."""
+    """Data flags (docs/design.md §5): --data FILE, or synthetic --n --d --k --noise --design --seed."""
     g = p.add_argument_group("data")
     nargs = "+" if multi else None
     g.add_argument("--data", metavar="FILE", help=".npz with arrays X, y (optional X_test, y_test, beta_star) or .csv")
@@ -71,7 +71,7 @@ def add_data_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
 
 
 def add_method_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
-    """Method, hyper-parameter and time flags (DESIGN.md §5); ``multi`` = several values each."""
+    """Method, hyper-parameter and time flags (docs/design.md §5); ``multi`` = several values each."""
     nargs = "+" if multi else None
     g = p.add_argument_group("method")
     g.add_argument("--method", choices=METHODS, nargs=nargs, default=None, help="training method (default gf)")
@@ -200,7 +200,7 @@ def cmd_derive(args) -> int:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="dln", description="Diagonal linear network theory simulator (THEORY.md, DESIGN.md).")
+    p = Parser(prog="dln", description="Diagonal linear network theory simulator (docs/theory.md, docs/design.md).")
     p.add_argument("--version", action="version", version=f"dln {__version__}")
     p.add_argument("--debug", action="store_true", help="re-raise errors with a traceback")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

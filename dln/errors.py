@@ -1,7 +1,7 @@
 """User-facing errors and the checks that raise them.
 
 Every user mistake is reported once, at the boundary (CLI and public functions), in the format
-of DESIGN.md §6: "The 'alpha' parameter of fgr must be > 0. Got -1.0 instead."  Inner functions
+of docs/design.md §6: "The 'alpha' parameter of fgr must be > 0. Got -1.0 instead."  Inner functions
 trust their inputs.
 """
 from __future__ import annotations

@@ -1,19 +1,19 @@
 """A scikit-learn-compatible estimator: ``DiagonalLinearNetwork`` (no scikit-learn dependency).
 
-``fit`` trains one diagonal linear network β = u⊙u − v⊙v (THEORY.md §1; depth D: u^D − v^D) from
+``fit`` trains one diagonal linear network β = u⊙u − v⊙v (docs/theory.md §1; depth D: u^D − v^D) from
 u(0) = v(0) = α with the chosen method (``dln.methods``) in continuous or discrete time, through
 ``dln.simulate.run_batch``.  The fitted attributes follow scikit-learn's conventions::
 
     coef_            β at the end of training, shape (n_features,)
     intercept_       0.0, or ȳ − x̄·β with fit_intercept=True (the network is fitted on centred data)
-    alpha_eff_       sqrt(u⊙v) at the end: the effective initialization (THEORY.md §4)
+    alpha_eff_       sqrt(u⊙v) at the end: the effective initialization (docs/theory.md §4)
     gain_            −ln(alpha_eff_ / α) per coordinate ("richer" where positive)
     status_          'converged', 'diverged' or 'max_steps'
     train_loss_      (1/2n)‖Xβ − y‖² on the (centred) training data
     n_iter_          steps taken
     n_features_in_   number of features seen in fit
 
-The hyper-parameters keep the CLI names (DESIGN.md §5): ``method``, ``alpha``, ``gamma``, ``eps``,
+The hyper-parameters keep the CLI names (docs/design.md §5): ``method``, ``alpha``, ``gamma``, ``eps``,
 ``rho``, ``flood_level``, ``variant``, ``time``, ``lr``, ``batch_size``, ``label_noise``.  As in
 ``dln simulate``, a hyper-parameter the method does not use is an error (raised by ``fit``: the
 constructor and ``set_params`` only store values, as scikit-learn requires).
@@ -107,12 +107,12 @@ class DiagonalLinearNetwork:
     method : {'gf', 'gr', 'fgr', 'bgr', 'cgr', 'usam', 'sam', 'flood'}
         Training method (``dln.methods``).
     alpha : float
-        Initialization scale u(0) = v(0) = α > 0 (small α: rich, sparse regime; THEORY.md §2).
+        Initialization scale u(0) = v(0) = α > 0 (small α: rich, sparse regime; docs/theory.md §2).
     gamma, eps, rho, flood_level : float, optional
         Hyper-parameters of the method (GR strength γ, finite-difference step ε, SAM radius ρ,
         flooding level b); only the ones the method uses may be set.
     variant : {'full', 'per-sample'}
-        Penalty on the full-batch gradient or per example (THEORY.md §7.5).
+        Penalty on the full-batch gradient or per example (docs/theory.md §7.5).
     time : {'flow', 'discrete'}
         Continuous-time flow (integrated to convergence) or discrete steps with learning rate ``lr``.
     lr, batch_size, label_noise : optional

@@ -1,4 +1,4 @@
-"""Sweep grids (DESIGN.md §5): value lists → runs in grid order → batches (chunks) and shards.
+"""Sweep grids (docs/design.md §5): value lists → runs in grid order → batches (chunks) and shards.
 
 A sweep is the product of value lists (``--method gf gr fgr --alpha 0.01 0.1 1 --gamma 0.05 --seeds 2``),
 or a union of such products read from ``--grid FILE.json``.  A hyper-parameter reaches the swept
@@ -45,7 +45,7 @@ HYPER = ("gamma", "eps", "rho", "flood_level")
 DISCRETE_ONLY = ("lr", "batch_size", "label_noise")
 DATA_AXES = ("n", "d", "k", "noise", "design")
 
-#: Columns that identify a run (named like the flags, DESIGN.md §5).
+#: Columns that identify a run (named like the flags, docs/design.md §5).
 KEY_COLUMNS = ("method", "variant", "time", "alpha", "gamma", "eps", "rho", "flood_level", "lr", "batch_size",
                "label_noise", "data", "n", "d", "k", "noise", "design", "seed")
 

@@ -1,20 +1,20 @@
 """Integrators: ``flow`` (continuous time, stiff-capable) and ``iterate`` (discrete maps).
 
 Both consume a :class:`~dln.methods.Direction` over a batch of B runs in log coordinates
-(a, b) = (ln|u|, ln|v|), with the gain integral I = ∫ gain dt carried as extra state (DESIGN.md §2).
+(a, b) = (ln|u|, ln|v|), with the gain integral I = ∫ gain dt carried as extra state (docs/design.md §2).
 
 ``flow`` is a singly diagonally implicit Runge–Kutta method (SDIRK, order 4 with an embedded
 order-3 error estimate, L-stable; Hairer & Wanner, Solving ODEs II, Table IV.6.5) with per-run
 step sizes.  The stage equations are solved by simplified Newton iterations whose matrix
 I − hγA uses the rank-n model A = U C Vᵀ of :class:`~dln.methods.Linearization`, inverted by the
-Woodbury identity with one n×n matrix per run (DESIGN.md §3): cost O(B(n²d + n³)) per step, not
+Woodbury identity with one n×n matrix per run (docs/design.md §3): cost O(B(n²d + n³)) per step, not
 O(B d³).  Two properties follow from the construction and are tested:
 
 - linear invariants of the flow are preserved to round-off, whatever the step error: a + b + coef·I
-  (ln(u⊙v) = ln c0 − coef·∫gain, THEORY.md §7.2–§8) and the null-space part of z = a − b
-  (z − z0 ∈ range Xᵀ, THEORY.md §4), because UCVᵀ has no component along them;
+  (ln(u⊙v) = ln c0 − coef·∫gain, docs/theory.md §7.2–§8) and the null-space part of z = a − b
+  (z − z0 ∈ range Xᵀ, docs/theory.md §4), because UCVᵀ has no component along them;
 - the method is L-stable, so once the fast modes have decayed it takes steps limited by accuracy
-  on the slow modes only (THEORY.md §2.2: t ∝ ln(1/α) and beyond).
+  on the slow modes only (docs/theory.md §2.2: t ∝ ln(1/α) and beyond).
 """
 from __future__ import annotations
 
@@ -93,8 +93,8 @@ class Result:
     """Final state and bookkeeping of a batch of runs (continuous or discrete time).
 
     ``log_c`` is the measured ln|u⊙v| = a + b; ``log_c_theory`` is ln c0 − gain_coef·gain, the
-    effective α² predicted by the integrated gain (THEORY.md §7); ``tilt`` is Φ for discrete time
-    (THEORY.md §5.1, zero in continuous time).
+    effective α² predicted by the integrated gain (docs/theory.md §7); ``tilt`` is Φ for discrete time
+    (docs/theory.md §5.1, zero in continuous time).
     """
 
     direction: Direction
@@ -120,7 +120,7 @@ class Result:
 
     @property
     def alpha_eff(self) -> np.ndarray:
-        """sqrt(|u⊙v|) at the end (THEORY.md §1)."""
+        """sqrt(|u⊙v|) at the end (docs/theory.md §1)."""
         return np.exp(0.5 * self.log_c)
 
     @property
@@ -251,7 +251,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     - ``converged`` when L ≤ loss_tol·L(0) (an interpolator to sqrt(loss_tol) relative residual),
       or when it is stationary: extrapolating its last accepted step, the loss would change by
       less than stat_tol·L over the time already elapsed, and that time exceeds the plateau time
-      20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary, THEORY.md §2.2);
+      20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary, docs/theory.md §2.2);
     - ``diverged`` on overflow, NaN, |ln u| > 300 or a loss 1e10 times the initial one (the run is
       frozen; the other runs go on);
     - ``max_steps`` when its attempted steps reach ``max_steps`` or its time reaches ``t_max``
@@ -509,14 +509,14 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             loss_tol: float = 1e-24, record_every: int = 0, average_from: int | None = None) -> Result:
     """Discrete time: w ← w − η·G(w) for a batch of runs (GD is GF in discrete time).
 
-    In log coordinates the step is exact and sign-aware (THEORY.md §4 lemma, §13 item 8):
+    In log coordinates the step is exact and sign-aware (docs/theory.md §4 lemma, §13 item 8):
     ln|u| += ln|1 + η·da|, sign(u) *= sign(1 + η·da), and likewise for v.  The exact discrete
     bookkeeping is recorded: ln|u⊙v| = a + b, and the tilt
 
         Φ_K = Σ_k −½[Δz_k − η(da_k − db_k)],
 
     the out-of-span part of the mirror coordinate (for GD, Φ = Σ[½ ln|(1+x)/(1−x)| − x] with
-    x = 2ηg, THEORY.md §5.1), so that β_∞ = argmin φ_c − ⟨z0 − 2Φ, β⟩ (THEORY.md §4).
+    x = 2ηg, docs/theory.md §5.1), so that β_∞ = argmin φ_c − ⟨z0 − 2Φ, β⟩ (docs/theory.md §4).
     The gain integral is accumulated as η·Σ gain (the continuous-time approximation).
 
     Parameters
@@ -527,7 +527,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         Mini-batch size for SGD (sampled without replacement at each step, per run); None = GD.
     label_noise : float
         Std δ of Gaussian noise added to the labels of every step's batch (label-noise SGD,
-        THEORY.md §9); runs with δ > 0 never reach zero loss and stop at ``max_steps``.
+        docs/theory.md §9); runs with δ > 0 never reach zero loss and stop at ``max_steps``.
     seed, seeds : int, or one seed per run
         Randomness for SGD and label noise; run i uses ``seeds[i]`` or SeedSequence(seed).spawn(B)[i].
     record_every : int
@@ -631,7 +631,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         if isinstance(sel, np.ndarray) and sel.size == 0:
             k_global += 1
             continue
-        # exact bookkeeping (THEORY.md §4 lemma): z moves by Δz, of which η(da − db) is in range(Xᵀ)
+        # exact bookkeeping (docs/theory.md §4 lemma): z moves by Δz, of which η(da − db) is in range(Xᵀ)
         Phi[sel] += -0.5 * ((da_new - db_new) - e * (R.da - R.db))
         a[sel] += da_new
         b[sel] += db_new

@@ -1,20 +1,20 @@
-"""Training methods as batched directions (DESIGN.md §2, THEORY.md §4, §7, §8).
+"""Training methods as batched directions (docs/design.md §2, docs/theory.md §4, §7, §8).
 
 Each factory (:func:`gf`, :func:`gr`, :func:`fgr`, :func:`bgr`, :func:`cgr`, :func:`usam`,
 :func:`sam`, :func:`flood`) returns a :class:`Direction`: a pure function of the state of a batch
-of B networks.  Every method updates u and v multiplicatively (THEORY.md §4 lemma), so a direction
+of B networks.  Every method updates u and v multiplicatively (docs/theory.md §4 lemma), so a direction
 returns log-rates
 
     da = u̇/u = d ln|u|/dt,      db = v̇/v = d ln|v|/dt,
 
 already negated (dθ/dt = −G(θ)), plus the integrand of the method's gain integral, so that
 
-    ln(u⊙v)(t) = ln(u0⊙v0) − gain_coef · ∫ gain dt          (THEORY.md §7.2, §7.3, §7.5, §8).
+    ln(u⊙v)(t) = ln(u0⊙v0) − gain_coef · ∫ gain dt          (docs/theory.md §7.2, §7.3, §7.5, §8).
 
 Continuous time integrates the rates; discrete time applies u ← u⊙(1 + η·da) (GD is GF in discrete
 time).  Everything is built on two primitives: the gradient ratio p = ∇_w L / w at the current
-point, and the same ratio at the ascent point w + ε∇L (closed form, THEORY.md §7.3), or its
-per-example version at w + ε∇ℓ_i (THEORY.md §7.5).  Per-run hyper-parameters are arrays of
+point, and the same ratio at the ascent point w + ε∇L (closed form, docs/theory.md §7.3), or its
+per-example version at w + ε∇ℓ_i (docs/theory.md §7.5).  Per-run hyper-parameters are arrays of
 shape (B,).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .problem import Problem
 
 METHODS = ("gf", "gr", "fgr", "bgr", "cgr", "usam", "sam", "flood")
 VARIANTS = ("full", "per-sample")
-#: Hyper-parameters each method uses (names are the CLI flags and CSV columns, DESIGN.md §5).
+#: Hyper-parameters each method uses (names are the CLI flags and CSV columns, docs/design.md §5).
 PARAMS = {
     "gf": (),
     "gr": ("gamma",),
@@ -69,8 +69,8 @@ class Linearization:
 
     d(da, db) ≈ U C Vᵀ d(a, b) with U = [−diag(lu) Xᵀ; diag(lv) Xᵀ]/n, Vᵀ = X[diag(ru), −diag(rv)]
     and C = scale·I + gamma_k·K + diag(ck), K = X diag(ru·lu + rv·lv) Xᵀ/n.  For GF at D = 2 this is
-    the exact Jacobian (ż = −4g, THEORY.md §2.1); for the regularized methods it is the leading
-    stiff part (the O(γ) terms of ż, THEORY.md §7.2, §7.5).
+    the exact Jacobian (ż = −4g, docs/theory.md §2.1); for the regularized methods it is the leading
+    stiff part (the O(γ) terms of ż, docs/theory.md §7.2, §7.5).
     """
 
     lu: np.ndarray
@@ -156,7 +156,7 @@ BLOCK = 128
 
 
 class Direction:
-    """A training method evaluated on a batch of runs (DESIGN.md §2).
+    """A training method evaluated on a batch of runs (docs/design.md §2).
 
     Call it with a :class:`~dln.model.State` (and optionally ``rows``, the indices of the runs the
     state holds, and ``data``, a mini-batch); it returns :class:`Rates`.
@@ -166,8 +166,8 @@ class Direction:
 
         da = −k_u ⊙ q_u,    db = −k_v ⊙ q_v,
 
-    with q the method's "effective g" (q_u = q_v = g for GF, THEORY.md §7.1): a combination of g
-    at the current point and the effective g at an ascent point (THEORY.md §7.3, §7.5, §8).
+    with q the method's "effective g" (q_u = q_v = g for GF, docs/theory.md §7.1): a combination of g
+    at the current point and the effective g at an ascent point (docs/theory.md §7.3, §7.5, §8).
     """
 
     def __init__(self, problem: Problem, method: str, variant: str, D: int, params: dict):
@@ -181,7 +181,7 @@ class Direction:
         self.batch = size
         coef = {"gr": "gamma", "fgr": "gamma", "bgr": "gamma", "cgr": "gamma", "usam": "rho", "sam": "rho"}
         name = coef.get(method)
-        #: ln c(t) = ln c(0) − gain_coef·∫gain (THEORY.md §7.2–§8); 0 where c is conserved (GF).
+        #: ln c(t) = ln c(0) − gain_coef·∫gain (docs/theory.md §7.2–§8); 0 where c is conserved (GF).
         self.gain_coef = 8.0 * self.params[name] if name else np.zeros((1, 1))
 
     def __repr__(self):
@@ -207,19 +207,19 @@ class Direction:
 
     @staticmethod
     def _m(pt: dict) -> np.ndarray:
-        """m = u² + v² at D = 2 (THEORY.md §1), computed once per point."""
+        """m = u² + v² at D = 2 (docs/theory.md §1), computed once per point."""
         if "m" not in pt:
             pt["m"] = pt["uD"] + pt["vD"]
         return pt["m"]
 
     def _kappa(self, pt: dict, data: Data) -> np.ndarray:
-        """κ_i = Σ_j x_ij² m_j with m = u² + v² (THEORY.md §7.5), computed once per point."""
+        """κ_i = Σ_j x_ij² m_j with m = u² + v² (docs/theory.md §7.5), computed once per point."""
         if "kappa" not in pt:
             pt["kappa"] = data.fwd_with(data.X2, self._m(pt))
         return pt["kappa"]
 
     def _ascent(self, pt: dict, eps: np.ndarray, data: Data):
-        """Effective g at the ascent point w̃ = w + ε∇L(w) (THEORY.md §7.3).
+        """Effective g at the ascent point w̃ = w + ε∇L(w) (docs/theory.md §7.3).
 
         ũ = u⊙f_u, ṽ = v⊙f_v with f = 1 + ε k g (at D = 2: 1 ± 2εg), β̃ = u^D f_u^D − v^D f_v^D,
         g̃ = ∇_β L(β̃), and ∇_u L(w̃)/u = k_u⊙q_u with q_u = f_u^{D−1}⊙g̃ (likewise for v).
@@ -233,7 +233,7 @@ class Direction:
         return _pow(fu, D - 1) * g_t, _pow(fv, D - 1) * g_t, g_t
 
     def _ascent_ps(self, pt: dict, eps, data: Data):
-        """The same for the mean over examples of ∇_w ℓ_i(w + ε_i∇ℓ_i(w)) (THEORY.md §7.5, §8).
+        """The same for the mean over examples of ∇_w ℓ_i(w + ε_i∇ℓ_i(w)) (docs/theory.md §7.5, §8).
 
         r̃_i = r_i(1 + 4ε_iκ_i) + 4ε_i² r_i² ⟨x_i^3, β⟩ and ∇_u ℓ_i(w̃_i)/u = 2(1 + 2ε_i r_i x_i)⊙x_i r̃_i,
         so q_u = (1/n)Σ_i (1 + 2ε_i r_i x_i)⊙x_i r̃_i, q_v = (1/n)Σ_i (1 − 2ε_i r_i x_i)⊙x_i r̃_i (D = 2).
@@ -279,7 +279,7 @@ class Direction:
         g, ku, kv = pt["g"], pt["ku"], pt["kv"]
         m, full = self.method, self.variant == "full"
         out.loss[:] = pt["loss"]
-        if m == "flood":  # ẇ = −sign(L − b)∇L (THEORY.md §7.9)
+        if m == "flood":  # ẇ = −sign(L − b)∇L (docs/theory.md §7.9)
             s = np.sign(pt["loss"] - P["flood_level"].ravel())[:, None]
             np.multiply(-s * ku, g, out=out.da)
             np.multiply(-s * kv, g, out=out.db)
@@ -294,7 +294,7 @@ class Direction:
                 data.back(pt["r"] ** 2, data.X2, out=out.gain)
             return
         if m == "gr":
-            # ẇ = −(∇L + γH∇L) (THEORY.md §7.1, §7.2, §7.7):  q_u = Q + γ(D−1)k_u⊙s,  q_v = Q + γ(D−1)k_v⊙s,
+            # ẇ = −(∇L + γH∇L) (docs/theory.md §7.1, §7.2, §7.7):  q_u = Q + γ(D−1)k_u⊙s,  q_v = Q + γ(D−1)k_v⊙s,
             #   full:        Q = g + γD² M(m_D⊙g) = Xᵀ(r + γD² X(m_D⊙g))/n,  m_D = u^{2D−2} + v^{2D−2},  s = g²
             #   per-sample:  Q = g + γD² Xᵀ(r⊙κ)/n = Xᵀ(r⊙(1 + γD²κ))/n,  s = (1/n)Σ_i x_i² r_i²  (§7.5)
             # (at D = 2: (H∇L)_u = 4u⊙g² + 8u⊙M(m⊙g)); the gain integrand is s.
@@ -311,7 +311,7 @@ class Direction:
             return
         ascent = self._ascent if full else self._ascent_ps
         if m in ("fgr", "bgr"):
-            # G_ε = (1 − γ/ε)∇L(w) + (γ/ε)∇L(w + ε∇L)  (THEORY.md §7.3, signed ε: −ε for B-GR)
+            # G_ε = (1 − γ/ε)∇L(w) + (γ/ε)∇L(w + ε∇L)  (docs/theory.md §7.3, signed ε: −ε for B-GR)
             gamma = P["gamma"]
             eps = P["eps"] if m == "fgr" else -P["eps"]
             k = gamma / eps
@@ -336,7 +336,7 @@ class Direction:
             elif full:
                 norm = self._grad_norm(state, pt)
                 eps = np.divide(rho, norm, out=np.zeros_like(norm), where=norm > 0)
-            else:  # ‖∇_w ℓ_i‖ = 2|r_i|sqrt(κ_i)  (THEORY.md §7.5)
+            else:  # ‖∇_w ℓ_i‖ = 2|r_i|sqrt(κ_i)  (docs/theory.md §7.5)
                 norm = 2.0 * np.abs(pt["r"]) * np.sqrt(self._kappa(pt, data))
                 eps = np.divide(np.broadcast_to(rho, norm.shape), norm, out=np.zeros_like(norm), where=norm > 0)
             qu, qv, aux = ascent(pt, eps, data)
@@ -402,7 +402,7 @@ def _params(method: str, where: str, batch_check=True, **values) -> dict:
 def make(method: str, problem: Problem, *, variant: str = "full", D: int = 2, **params) -> Direction:
     """Build the direction of ``method`` with its hyper-parameters.
 
-    A hyper-parameter that the method does not use is an error (DESIGN.md §5), as is a missing one.
+    A hyper-parameter that the method does not use is an error (docs/design.md §5), as is a missing one.
     """
     check_choice("method", method, METHODS)
     check_choice("variant", variant, VARIANTS, method)
@@ -421,7 +421,7 @@ def make(method: str, problem: Problem, *, variant: str = "full", D: int = 2, **
 
 
 def gf(problem, *, variant="full", D=2):
-    """Gradient flow: ẇ = −∇L (THEORY.md §2). ``variant`` picks which gain integral is recorded
+    """Gradient flow: ẇ = −∇L (docs/theory.md §2). ``variant`` picks which gain integral is recorded
     (∫g² or the per-example (1/n)Σ_i x_i²∫r_i²) for first-order predictions; c is conserved."""
     return make("gf", problem, variant=variant, D=D)
 
@@ -429,21 +429,21 @@ def gf(problem, *, variant="full", D=2):
 def gr(problem, gamma, *, variant="full", D=2):
     """Exact GR: ẇ = −(∇L + γH∇L), the gradient of L + (γ/2)‖∇_w L‖² by double back-propagation.
 
-    Full: (H∇L)_u = 4u⊙g² + 8u⊙M(m⊙g), (H∇L)_v = 4v⊙g² − 8v⊙M(m⊙g) (THEORY.md §7.1–§7.2);
-    per-sample: penalty (1/n)Σ_i (γ/2)‖∇_w ℓ_i‖² with ‖∇_w ℓ_i‖² = 4r_i²κ_i (THEORY.md §7.5).
+    Full: (H∇L)_u = 4u⊙g² + 8u⊙M(m⊙g), (H∇L)_v = 4v⊙g² − 8v⊙M(m⊙g) (docs/theory.md §7.1–§7.2);
+    per-sample: penalty (1/n)Σ_i (γ/2)‖∇_w ℓ_i‖² with ‖∇_w ℓ_i‖² = 4r_i²κ_i (docs/theory.md §7.5).
     Gain: d ln(u⊙v)/dt = −8γ g² (full), −(8γ/n)Σ_i (x_i r_i)² (per-sample).
     """
     return make("gr", problem, gamma=gamma, variant=variant, D=D)
 
 
 def fgr(problem, gamma, eps, *, variant="full", D=2):
-    """Forward finite-difference GR (ascent step +ε, THEORY.md §7.3):
+    """Forward finite-difference GR (ascent step +ε, docs/theory.md §7.3):
     G = ∇L + (γ/ε)[∇L(w + ε∇L) − ∇L(w)];  d ln(u⊙v)/dt = −8γ g⊙g̃."""
     return make("fgr", problem, gamma=gamma, eps=eps, variant=variant, D=D)
 
 
 def bgr(problem, gamma, eps, *, variant="full", D=2):
-    """Backward finite-difference GR (descent step −ε, THEORY.md §7.3): F-GR with signed ε → −ε."""
+    """Backward finite-difference GR (descent step −ε, docs/theory.md §7.3): F-GR with signed ε → −ε."""
     return make("bgr", problem, gamma=gamma, eps=eps, variant=variant, D=D)
 
 
@@ -453,17 +453,17 @@ def cgr(problem, gamma, eps, *, variant="full", D=2):
 
 
 def usam(problem, rho, *, variant="full", D=2):
-    """Un-normalized SAM: ẇ = −∇L(w + ρ∇L), i.e. F-GR with γ = ε = ρ (THEORY.md §8).
+    """Un-normalized SAM: ẇ = −∇L(w + ρ∇L), i.e. F-GR with γ = ε = ρ (docs/theory.md §8).
     Per-sample (1-SAM): ẇ = −(1/n)Σ_i ∇ℓ_i(w + ρ∇ℓ_i)."""
     return make("usam", problem, rho=rho, variant=variant, D=D)
 
 
 def sam(problem, rho, *, variant="full", D=2):
-    """Normalized SAM: ẇ = −∇L(w + ρ∇L/‖∇L‖); F-GR with γ_t = ε_t = ρ/‖∇L‖ (THEORY.md §8).
+    """Normalized SAM: ẇ = −∇L(w + ρ∇L/‖∇L‖); F-GR with γ_t = ε_t = ρ/‖∇L‖ (docs/theory.md §8).
     Where ∇L = 0 the ascent is 0 (the guard)."""
     return make("sam", problem, rho=rho, variant=variant, D=D)
 
 
 def flood(problem, flood_level, *, D=2):
-    """Flooding: ẇ = −sign(L − b)∇L (THEORY.md §7.9)."""
+    """Flooding: ẇ = −sign(L − b)∇L (docs/theory.md §7.9)."""
     return make("flood", problem, flood_level=flood_level, D=D)

@@ -1,9 +1,9 @@
-"""Parametrizations and initializations of the diagonal linear network (THEORY.md §1, §2.3, §3.1).
+"""Parametrizations and initializations of the diagonal linear network (docs/theory.md §1, §2.3, §3.1).
 
 The network is β = u^D − v^D (D = 2 is the canonical u⊙u − v⊙v).  State is held in log
-coordinates a = ln|u|, b = ln|v| (DESIGN.md §2): α = 1e-12 stays representable, the effective
+coordinates a = ln|u|, b = ln|v| (docs/design.md §2): α = 1e-12 stays representable, the effective
 initialization sqrt(u⊙v) = exp((a + b)/2) and the mirror coordinate z = a − b are read off for
-free.  Continuous-time flows never change the signs of u and v; discrete maps may (THEORY.md
+free.  Continuous-time flows never change the signs of u and v; discrete maps may (docs/theory.md
 §5.3), so a state also carries the signs.
 """
 from __future__ import annotations
@@ -55,33 +55,33 @@ def powers(a: np.ndarray, b: np.ndarray, su, sv, D: int):
 
 
 def beta(state: State, D: int = 2) -> np.ndarray:
-    """Predictor β = u^D − v^D (THEORY.md §1, §2.3)."""
+    """Predictor β = u^D − v^D (docs/theory.md §1, §2.3)."""
     uD, vD = powers(state.a, state.b, state.su, state.sv, D)
     return uD - vD
 
 
 def log_c(state: State) -> np.ndarray:
-    """ln|u⊙v| = a + b, the log of the effective α² (THEORY.md §1, §4)."""
+    """ln|u⊙v| = a + b, the log of the effective α² (docs/theory.md §1, §4)."""
     return state.a + state.b
 
 
 def alpha_eff(state: State) -> np.ndarray:
-    """Effective initialization α_eff = sqrt(|u⊙v|) (THEORY.md §1)."""
+    """Effective initialization α_eff = sqrt(|u⊙v|) (docs/theory.md §1)."""
     return np.exp(0.5 * (state.a + state.b))
 
 
 def mirror(state: State) -> np.ndarray:
-    """Mirror coordinate z = ln|u/v| (THEORY.md §1, §13 item 8)."""
+    """Mirror coordinate z = ln|u/v| (docs/theory.md §1, §13 item 8)."""
     return state.a - state.b
 
 
 def initial_state(d: int, batch: int = 1, *, alpha=None, u0=None, v0=None, where: str = "init") -> State:
     """Initial weights for a batch of runs.
 
-    Either ``alpha`` (u0 = v0 = α, so β(0) = 0 and c = α², THEORY.md §1) given as a scalar, a
+    Either ``alpha`` (u0 = v0 = α, so β(0) = 0 and c = α², docs/theory.md §1) given as a scalar, a
     per-run vector of shape (B,), a per-coordinate vector of shape (d,), or an array (B, d); or
     arbitrary positive ``u0``, ``v0`` of shape (d,) or (B, d) (general initialization,
-    THEORY.md §3.1: c = u0⊙v0, z0 = ln(u0/v0)).
+    docs/theory.md §3.1: c = u0⊙v0, z0 = ln(u0/v0)).
     """
     d = check_int("d", d, where, ge=1)
     batch = check_int("batch", batch, where, ge=1)

@@ -2,7 +2,7 @@
 
 A :class:`Problem` holds a design ``X`` (n × d), labels ``y`` and, optionally, a held-out test set
 and the ground truth ``beta_star``.  Synthetic problems follow the Woodworth et al. (2020) set-up
-of THEORY.md §2: a k-sparse β* of unit norm on a random support, y = Xβ* + noise.
+of docs/theory.md §2: a k-sparse β* of unit norm on a random support, y = Xβ* + noise.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _NPZ_KEYS = ("X", "y", "X_test", "y_test", "beta_star")
 
 @dataclass(frozen=True)
 class Problem:
-    """A regression problem min (1/2n)‖Xβ − y‖² (THEORY.md §1).
+    """A regression problem min (1/2n)‖Xβ − y‖² (docs/theory.md §1).
 
     Attributes
     ----------
@@ -148,14 +148,14 @@ def _design(rng, rows, d, design, rho, shift):
 
 def make_problem(n: int = 40, d: int = 100, k: int = 5, noise: float = 0.0, design: str = "gaussian",
                  seed=0, *, n_test: int = 1000, rho: float = 0.5, shift: float = 1.0) -> Problem:
-    """Synthetic k-sparse regression (THEORY.md §2, Woodworth et al. 2020 set-up).
+    """Synthetic k-sparse regression (docs/theory.md §2, Woodworth et al. 2020 set-up).
 
     β* has unit ℓ2 norm on a uniformly random support of size k with Gaussian entries;
     y = Xβ* + noise·ξ with ξ ~ N(0, I).  Rows of X are i.i.d.:
 
     - ``gaussian``: N(0, I);  ``rademacher``: ±1;
     - ``correlated``: N(0, Σ) with Σ_ij = rho^|i−j| (Toeplitz);
-    - ``noncentred``: N(shift·1, I) (the non-centred data of Nacson et al. 2022, THEORY.md §5.4).
+    - ``noncentred``: N(shift·1, I) (the non-centred data of Nacson et al. 2022, docs/theory.md §5.4).
 
     Parameters
     ----------

@@ -1,8 +1,8 @@
 """One call from a problem and hyper-parameters to checked results: ``dln.simulate``.
 
 Builds the direction, runs ``flow`` or ``iterate`` on a batch, and turns the final states into
-plain records (dicts, DESIGN.md §6) carrying the contract keys of ``simulate --json``
-(DESIGN.md §5) and the columns of a sweep's ``results.csv``.
+plain records (dicts, docs/design.md §6) carrying the contract keys of ``simulate --json``
+(docs/design.md §5) and the columns of a sweep's ``results.csv``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
               record: bool = False) -> Result:
     """Run one method on a batch: hyper-parameters may be scalars or per-run arrays of equal length.
 
-    Validation happens here (DESIGN.md §6): a hyper-parameter that does not apply to the method
+    Validation happens here (docs/design.md §6): a hyper-parameter that does not apply to the method
     or to the time mode is an error.
     """
     where = "simulate"
@@ -77,7 +77,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
 
 def predict_run(result: Result, i: int):
     """The closed-form limit for run i: argmin φ_c − ⟨z0 − 2Φ, β⟩ over Xβ = y with the run's
-    measured c = |u⊙v| (THEORY.md §4 lemma; Φ = 0 in continuous time), or None where no exact
+    measured c = |u⊙v| (docs/theory.md §4 lemma; Φ = 0 in continuous time), or None where no exact
     prediction applies (depth D ≥ 3, runs that did not converge)."""
     if result.direction.D != 2 or result.status[i] != "converged":
         return None

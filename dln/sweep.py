@@ -1,4 +1,4 @@
-"""Sweeps: a grid of runs → ``results.csv`` + ``config.json`` (DESIGN.md §5), and ``dln merge``.
+"""Sweeps: a grid of runs → ``results.csv`` + ``config.json`` (docs/design.md §5), and ``dln merge``.
 
 A sweep is the product of value lists (``--method gf gr fgr --alpha 0.01 0.1 1 --gamma 0.05 --seeds 2``),
 or a union of such products read from ``--grid FILE.json``.  A hyper-parameter reaches the swept
@@ -382,7 +382,7 @@ SLURM job array (one shard per array task; --resume lets a requeued task continu
 
 
 def add_sweep_parser(sub):
-    """Register ``dln sweep`` (DESIGN.md §5)."""
+    """Register ``dln sweep`` (docs/design.md §5)."""
     from .cli import add_data_arguments, add_method_arguments
 
     p = sub.add_parser("sweep", help="a grid of runs -> results.csv + config.json in --out DIR",

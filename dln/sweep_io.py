@@ -15,9 +15,9 @@ column does not apply, which pandas reads as NaN):
 - ``status`` (converged, diverged, max_steps), ``train_loss``, ``test_error`` (‖β − β*‖² when β*
   is known, else the test MSE), ``test_mse``, ``l1_norm``;
 - support recovery ``precision``, ``recall`` of {i : |β_i| > 1e-3·max|β|} against supp(β*);
-- gains −ln(α_eff,i/α) (THEORY.md §1, §4.1) on and off the support: ``gain_on_mean gain_on_max
+- gains −ln(α_eff,i/α) (docs/theory.md §1, §4.1) on and off the support: ``gain_on_mean gain_on_max
   gain_off_mean gain_off_max``, and over all coordinates ``gain_mean gain_max``;
-- ``prediction_rel_error`` (β against argmin φ_{u⊙v}, THEORY.md §4), ``prediction_theory_rel_error``
+- ``prediction_rel_error`` (β against argmin φ_{u⊙v}, docs/theory.md §4), ``prediction_theory_rel_error``
   (against the integrated-gain prediction), ``kkt_residual``;
 - ``steps``, ``n_evals``, ``t`` (final time), and last ``wall_time`` (seconds per run: the batch's
   time over its size; the only column that changes between two executions).

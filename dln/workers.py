@@ -197,7 +197,7 @@ _STEP_SIZE_SCALE = 100_000.0
 def _cost(task: dict, plan: Plan) -> float:
     """A rough estimate of a batch's run time, to schedule the longest batches first (LPT).
 
-    Steps grow like ln(1/α) (THEORY.md §2.2) for the smallest α of the batch, like 1/η in discrete
+    Steps grow like ln(1/α) (docs/theory.md §2.2) for the smallest α of the batch, like 1/η in discrete
     time; a step costs a fixed overhead plus O(B·n·d), and at the sizes of a sweep the overhead
     dominates, so a batch of 10 runs costs more than a third of a batch of 30."""
     run = plan.runs[task["runs"][0]]

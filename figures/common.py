@@ -8,7 +8,7 @@ Every figure module exposes
   plots in ``fig.dln_rows`` (long format: figure, panel, series, x, y, lo, hi);
 - ``main(argv)``: ``python -m figures.figN_... --out DIR [--quick] [--dpi N]``.
 
-:func:`save` writes ``NAME.png``, ``NAME.pdf`` and ``NAME.csv`` (DESIGN.md §6).
+:func:`save` writes ``NAME.png``, ``NAME.pdf`` and ``NAME.csv`` (docs/design.md §6).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ CSV_COLUMNS = ("figure", "panel", "series", "x", "y", "lo", "hi")
 class Config:
     """Problem size, seeds and integrator tolerance of one figure run.
 
-    Full: the default problem of issue 5 (canonical DLN, Gaussian design, n = 40, d = 100, k = 5,
+    Full: the default problem (canonical DLN, Gaussian design, n = 40, d = 100, k = 5,
     unit-norm β*, noiseless), 5 seeds.  Quick: n = 20, d = 50, k = 3, 2 seeds.
     ``rtol`` is the flow's local tolerance: the exact invariants (ln(u⊙v) + coef·∫gain and the
     null-space part of z) are kept to round-off whatever the tolerance (dln.integrate), so a loose
@@ -80,7 +80,7 @@ def records(result, predict: bool = False) -> list[dict]:
 
 
 def gains(result) -> np.ndarray:
-    """Per-coordinate gain −ln(α_eff,i/α) of every run, shape (B, d) (THEORY.md §1)."""
+    """Per-coordinate gain −ln(α_eff,i/α) of every run, shape (B, d) (docs/theory.md §1)."""
     return -0.5 * (result.log_c - result.log_c0)
 
 

@@ -1,4 +1,4 @@
-"""Figure 1 — kernel to rich (Woodworth et al. 2020; THEORY.md §2.2).
+"""Figure 1 — kernel to rich (Woodworth et al. 2020; docs/theory.md §2.2).
 
 Gradient flow from u0 = v0 = α converges to argmin Q_α: the min-ℓ2 interpolator as α → ∞
 (kernel regime) and the min-ℓ1 interpolator as α → 0 (rich regime).  Test error ‖β − β*‖² and

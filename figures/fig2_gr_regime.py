@@ -1,4 +1,4 @@
-"""Figure 2 — GR moves the regime (THEORY.md §7.2–§7.5, §7.8).
+"""Figure 2 — GR moves the regime (docs/theory.md §7.2–§7.5, §7.8).
 
 Test error against α for GF, exact GR, F-GR (ε > 0) and B-GR (ε < 0), for the full-batch
 penalty (γ/2)‖∇L‖² and the per-sample penalty (1/n)Σ(γ/2)‖∇ℓ_i‖².  Every method ends at

@@ -1,4 +1,4 @@
-"""Figure 3 — the ascent step ε (Karakida et al. 2023's DLN claim; THEORY.md §7.3, §7.5, §7.8).
+"""Figure 3 — the ascent step ε (Karakida et al. 2023's DLN claim; docs/theory.md §7.3, §7.5, §7.8).
 
 Test error against the signed finite-difference step at fixed γ and α: F-GR (ascent w + ε∇L)
 for ε > 0, B-GR (w − |ε|∇L) for ε < 0, with exact GR (the ε → 0 limit) and GF as horizontal

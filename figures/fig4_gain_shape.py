@@ -1,4 +1,4 @@
-"""Figure 4 — where the effective initialisation shrinks (THEORY.md §4.1, §5, §6, §7.8, §8).
+"""Figure 4 — where the effective initialisation shrinks (docs/theory.md §4.1, §5, §6, §7.8, §8).
 
 Every mechanism ends at argmin Q_{α_eff} (up to a small tilt in discrete time) with the vector
 α_eff = sqrt(u⊙v).  The gain −ln(α_eff,i/α) per coordinate, split into the true support and the

@@ -1,4 +1,4 @@
-"""Figure 5 — theory against simulation (THEORY.md §4 lemma, §5.1, §6.1, §7.2–§7.5, §8, §15).
+"""Figure 5 — theory against simulation (docs/theory.md §4 lemma, §5.1, §6.1, §7.2–§7.5, §8, §15).
 
 For every exact mechanism the simulated limit β∞ equals argmin_{Xβ=y} φ_{c∞}(β) − ⟨z0 − 2Φ, β⟩
 with c∞ = u⊙v measured at the end (α_eff = sqrt(c∞); Φ is the discrete-time tilt of GD/SGD, zero
@@ -6,7 +6,7 @@ for flows).  Three predictions are compared with β∞:
 
 1. measured α_eff (and the exact tilt): ``mirror_argmin(X, y, log_c=ln(u⊙v), z0=−2Φ)`` — exact;
 2. the α_eff of the theory formula: ln c = ln α² − coef·∫gain (Result.log_c_theory: exact for
-   the flows, THEORY.md §7–§8); for GD/SGD the small-step formula ln c ≈ ln α² − 4η∫g² with Φ
+   the flows, docs/theory.md §7–§8); for GD/SGD the small-step formula ln c ≈ ln α² − 4η∫g² with Φ
    dropped (§5.2, §6.2: an O(η) approximation);
 3. naive: argmin Q_α with the nominal α (what one would predict ignoring the mechanism).
 """
@@ -89,9 +89,9 @@ def compute(quick: bool = False) -> list[dict]:
             if res.status[0] == "converged":
                 z0 = res.z0[0] - 2.0 * res.tilt[0]
                 meas = mirror_argmin(P.X, P.y, log_c=res.log_c[0], z0=z0 if np.any(z0) else None).beta
-                if discrete:  # small-step formula, tilt dropped (THEORY.md §5.2, §6.2)
+                if discrete:  # small-step formula, tilt dropped (docs/theory.md §5.2, §6.2)
                     log_c = gd_continuous_log_c(ALPHA, kw["lr"], res.gain[0])
-                else:  # exact integrated gain (THEORY.md §7–§8)
+                else:  # exact integrated gain (docs/theory.md §7–§8)
                     log_c = res.log_c_theory[0]
                 theo = mirror_argmin(P.X, P.y, log_c=log_c).beta
                 rec.update(measured=_rel(beta, meas), theory=_rel(beta, theo), naive=_rel(beta, naive))

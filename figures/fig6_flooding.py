@@ -1,5 +1,5 @@
 """Figure 6 — flooding is finite-difference GR (Ishida et al. 2020; Karakida et al. 2023 §5.1;
-THEORY.md §7.1, §7.9).
+docs/theory.md §7.1, §7.9).
 
 Discrete flooding w ← w − η·sign(L(w) − b)∇L(w) descends until L reaches the flood level b, then
 alternates ascent and descent steps.  Two consecutive steps (ascent then descent) give
@@ -8,9 +8,9 @@ finite-difference step (ε = η) on ½‖∇L‖², the ∇L term cancelling (de
 backward difference, same leading term).  The figure checks
 
 - the two-step displacement in (u, v) against −η²·H∇L, with (H∇L)_u = 4u⊙g² + 8u⊙M(m⊙g),
-  (H∇L)_v = 4v⊙g² − 8v⊙M(m⊙g) (THEORY.md §7.1): relative error O(η);
+  (H∇L)_v = 4v⊙g² − 8v⊙M(m⊙g) (docs/theory.md §7.1): relative error O(η);
 - the effective initialisation: while flooding, ln(u⊙v) must follow the F-GR (ε = η) bookkeeping
-  of THEORY.md §7.3, Δln c = −8γh·g⊙g̃ per pair of steps with γh = η² and
+  of docs/theory.md §7.3, Δln c = −8γh·g⊙g̃ per pair of steps with γh = η² and
   g̃ = ∇L(β + 4ηm⊙g + 4η²β⊙g²); the final α_eff of the flooding run against this prediction.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ def analyse(P, res, eta: float, level: float) -> dict:
     K = beta.shape[0] - 1
     g = _grad(P, beta)
     Mmg = ((m * g) @ P.X.T) @ P.X / P.n  # M(m⊙g), M = XᵀX/n
-    hu = 4.0 * u * g * g + 8.0 * u * Mmg  # (H∇L)_u, THEORY.md §7.1
+    hu = 4.0 * u * g * g + 8.0 * u * Mmg  # (H∇L)_u, docs/theory.md §7.1
     hv = 4.0 * v * g * g - 8.0 * v * Mmg  # (H∇L)_v
     s = np.sign(loss - level)
     below = np.flatnonzero(loss <= level)

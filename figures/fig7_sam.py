@@ -1,4 +1,4 @@
-"""Figure 7 — SAM as finite-difference GR (Andriushchenko & Flammarion 2022; THEORY.md §7.3, §8).
+"""Figure 7 — SAM as finite-difference GR (Andriushchenko & Flammarion 2022; docs/theory.md §7.3, §8).
 
 Un-normalised SAM, ẇ = −∇L(w + ρ∇L), is F-GR with γ = ε = ρ: n-SAM (full-batch ascent) is
 full-batch F-GR, 1-SAM (per-example ascent) is per-sample F-GR, and both end at argmin Q_{α_eff}

@@ -1,5 +1,5 @@
 """Figure 8 — incremental learning (saddle-to-saddle; Pesme & Flammarion 2023, Berthier 2023;
-THEORY.md §2.2, §7.2).
+docs/theory.md §2.2, §7.2).
 
 At small α gradient flow learns the support one coordinate at a time: each coordinate waits on a
 plateau for a time ∝ ln(1/α) before it escapes, and the loss drops in steps.  GR shrinks

@@ -1,5 +1,5 @@
 """Figure 9 — large steps and stochasticity (Even et al. 2023; Barrett & Dherin 2021; Smith et al.
-2021; THEORY.md §5, §6, §10).
+2021; docs/theory.md §5, §6, §10).
 
 GD is GF in discrete time: u ← u(1 − x), v ← v(1 + x) with x = 2ηg, so ln c gains ln|1 − x²| per
 step and α_∞ = α·exp(−½Σ_k q_E(x_k)), q_E(x) = −ln|1 − x²|.  For small steps this is GR with

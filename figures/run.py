@@ -1,4 +1,4 @@
-"""``dln figures``: regenerate every theory figure (issue 5; DESIGN.md §5, §6).
+"""``dln figures``: regenerate every theory figure (docs/design.md §5, §6).
 
     dln figures --out figures/out            # all nine figures, full size (a few minutes)
     dln figures --out /tmp/figs --quick      # small sizes (well under a minute)

@@ -1,4 +1,4 @@
-"""One look for every figure: the Agg backend, font sizes, and ONE colour per method (DESIGN.md §6).
+"""One look for every figure: the Agg backend, font sizes, and ONE colour per method (docs/design.md §6).
 
 Import this module before pyplot anywhere in ``figures`` (it selects the Agg backend, so no
 display and no LaTeX installation are needed: labels use matplotlib's built-in mathtext).
@@ -80,7 +80,7 @@ def color(method: str) -> str:
 def label(method: str, variant: str | None = None) -> str:
     """Legend label: the method name, with the variant when one is given.
 
-    ``usam`` is n-SAM (full batch) or 1-SAM (per-sample, THEORY.md §8).
+    ``usam`` is n-SAM (full batch) or 1-SAM (per-sample, docs/theory.md §8).
     """
     if method == "usam":
         return "1-SAM" if variant == "per-sample" else "n-SAM"

@@ -1,4 +1,4 @@
-"""Effective α, gains and the exact GD bookkeeping (THEORY.md §1, §4, §5, §6, §7).
+"""Effective α, gains and the exact GD bookkeeping (docs/theory.md §1, §4, §5, §6, §7).
 
 The GD oracle is a hand-rolled few-line NumPy loop on (u, v), independent of ``dln``.
 """
@@ -26,7 +26,7 @@ from analysis.predict import mirror_argmin
 
 
 def run_gd(X, y, eta, alpha, max_steps=100000, loss_tol=1e-28):
-    """Canonical GD (THEORY.md §5.1): u ← u(1 − 2ηg), v ← v(1 + 2ηg). Returns u, v, steps xs."""
+    """Canonical GD (docs/theory.md §5.1): u ← u(1 − 2ηg), v ← v(1 + 2ηg). Returns u, v, steps xs."""
     n, d = X.shape
     u = np.full(d, alpha)
     v = np.full(d, alpha)
@@ -60,7 +60,7 @@ def test_gd_scale_bookkeeping_is_exact(gd_run):
 
 
 def test_gd_tilt_bookkeeping_is_exact(gd_run):
-    """z_K = −4η Σ g_k − 2Φ_K = −2 Σ x_k − 2Φ_K, and Σ x_k ∈ range(Xᵀ) (THEORY.md §5.1)."""
+    """z_K = −4η Σ g_k − 2Φ_K = −2 Σ x_k − 2Φ_K, and Σ x_k ∈ range(Xᵀ) (docs/theory.md §5.1)."""
     u, v, xs, X = gd_run["u"], gd_run["v"], gd_run["xs"], gd_run["X"]
     Phi = gd_tilt_from_steps(xs)
     z = np.log(u / v)
@@ -95,7 +95,7 @@ def test_gd_increment_accuracy_and_sign_flip():
     np.testing.assert_allclose(gd_log_c_increment(x), ref, rtol=1e-14)
     assert gd_log_c_increment(1e-8) == pytest.approx(-1e-16, rel=1e-12)
     assert gd_log_c_increment(1.0) == -np.inf  # u collapses to 0 exactly
-    # q_E > 0 below √2 (α shrinks), < 0 above (α grows) (THEORY.md §5.3)
+    # q_E > 0 below √2 (α shrinks), < 0 above (α grows) (docs/theory.md §5.3)
     assert q_even(1.4) > 0 > q_even(1.5) and q_even(-1.4) > 0 > q_even(-1.5)
     assert q_even(np.sqrt(2.0)) == pytest.approx(0.0, abs=1e-15)
 
@@ -134,7 +134,7 @@ def test_log_c_formulas():
     np.testing.assert_allclose(gr_first_order_log_c(alpha, gamma, integral), expected, rtol=1e-15)
     np.testing.assert_allclose(log_c_from_integral(alpha, 8 * gamma, integral), expected, rtol=1e-15)
     np.testing.assert_allclose(np.exp(gr_first_order_log_c(alpha, gamma, integral) / 2), alpha * np.exp(-4 * gamma * integral))
-    # GD at step η ≈ GR at γ = η/2 (THEORY.md §5.2, §10)
+    # GD at step η ≈ GR at γ = η/2 (docs/theory.md §5.2, §10)
     np.testing.assert_allclose(gd_continuous_log_c(alpha, eta, integral), gr_first_order_log_c(alpha, eta / 2, integral))
     np.testing.assert_allclose(sgd_continuous_log_c(alpha, eta, integral), 2 * np.log(alpha) - 4 * eta * integral)
     np.testing.assert_allclose(tilted_z0(np.ones(3), integral), 1 - 2 * integral)

@@ -1,7 +1,7 @@
-"""Potentials: q, φ_c, ∇φ_c, Bregman, depth D (THEORY.md §1, §2.2, §2.3, §3.1).
+"""Potentials: q, φ_c, ∇φ_c, Bregman, depth D (docs/theory.md §1, §2.2, §2.3, §3.1).
 
 Oracles: numerical quadrature of the defining integrals, finite differences, the direct
-formula of THEORY.md §1 where it is finite and well conditioned, asymptotic expansions.
+formula of docs/theory.md §1 where it is finite and well conditioned, asymptotic expansions.
 """
 
 import numpy as np
@@ -12,7 +12,7 @@ from analysis.potentials import bregman, grad_phi, h_D, h_D_inv, phi, phi_D, q, 
 
 
 def direct_phi_terms(beta, c):
-    """THEORY.md §1 literally: β arcsinh(β/(2c)) − sqrt(β² + 4c²) + 2c."""
+    """docs/theory.md §1 literally: β arcsinh(β/(2c)) − sqrt(β² + 4c²) + 2c."""
     return beta * np.arcsinh(beta / (2 * c)) - np.sqrt(beta**2 + 4 * c**2) + 2 * c
 
 
@@ -78,7 +78,7 @@ def test_log_domain_tiny_c_no_warnings_and_asymptotics():
     # arcsinh(β/(2c)) = sign(β)(ln|β| − ln c) + O(c²/β²)
     np.testing.assert_allclose(w[nz], np.sign(beta[nz]) * (np.log(np.abs(beta[nz])) - log_c), rtol=1e-15)
     assert w[0] == 0.0
-    # φ_c(β) = ln(1/c)|β| + |β| ln|β| − |β| + O(c) (THEORY.md §2.2, §4.1)
+    # φ_c(β) = ln(1/c)|β| + |β| ln|β| − |β| + O(c) (docs/theory.md §2.2, §4.1)
     b = beta[1:5]
     ref = np.sum(np.abs(b) * (-log_c) + np.abs(b) * np.log(np.abs(b)) - np.abs(b))
     assert phi(b, log_c=log_c) == pytest.approx(ref, rel=1e-14)
@@ -117,7 +117,7 @@ def test_potential_validation_messages():
 
 
 # ------------------------------------------------------------------------------------
-# depth D (THEORY.md §2.3)
+# depth D (docs/theory.md §2.3)
 # ------------------------------------------------------------------------------------
 
 DEPTHS = [3, 4, 5.5]

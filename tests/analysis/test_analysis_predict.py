@@ -1,4 +1,4 @@
-"""Predictions: mirror_argmin, min-ℓ1, min-ℓ2, weighted Lasso (THEORY.md §2, §3.1, §9, §15).
+"""Predictions: mirror_argmin, min-ℓ1, min-ℓ2, weighted Lasso (docs/theory.md §2, §3.1, §9, §15).
 
 Oracles: the KKT conditions computed here from scratch, SLSQP on the primal problem, a
 brute-force vertex enumeration for ℓ1, the pseudo-inverse, L-BFGS-B on the Lasso objective.
@@ -86,7 +86,7 @@ def test_small_c_approaches_min_l1():
     np.testing.assert_allclose(beta_l1, beta_star, atol=1e-12)  # unique ℓ1 solution here
     excess = [np.abs(mirror_argmin(X, y, c).beta).sum() / l1 - 1 for c in (1e-2, 1e-4, 1e-8, 1e-16)]
     assert all(a > b > 0 for a, b in zip(excess, excess[1:])), excess
-    assert excess[-1] < 1e-3  # slow, log-type approach (THEORY.md §2.2)
+    assert excess[-1] < 1e-3  # slow, log-type approach (docs/theory.md §2.2)
     res = mirror_argmin(X, y, 1e-24)
     assert res.status == "converged"
     np.testing.assert_allclose(res.beta, beta_l1, atol=1e-4)
@@ -99,12 +99,12 @@ def test_large_c_approaches_min_l2_at_rate_c_squared():
     beta_l2 = min_l2(X, y)
     err = {c: np.linalg.norm(mirror_argmin(X, y, c).beta - beta_l2) / np.linalg.norm(beta_l2) for c in (10.0, 100.0, 1e6)}
     ratio = err[10.0] / err[100.0]
-    assert 70 < ratio < 130, ratio  # error ∝ 1/c² (THEORY.md §2.2: α⁻⁴)
+    assert 70 < ratio < 130, ratio  # error ∝ 1/c² (docs/theory.md §2.2: α⁻⁴)
     assert err[1e6] < 1e-11
 
 
 def test_bregman_form_general_initialisation():
-    """THEORY.md §3.1: argmin D_φc(β, β0) = mirror_argmin with z0 = arcsinh(β0/(2c))."""
+    """docs/theory.md §3.1: argmin D_φc(β, β0) = mirror_argmin with z0 = arcsinh(β0/(2c))."""
     rng = np.random.default_rng(6)
     n, d = 6, 15
     X = rng.standard_normal((n, d))
@@ -267,7 +267,7 @@ def test_min_l1_sparse_recovery_and_min_l2():
 
 
 # ------------------------------------------------------------------------------------
-# weighted Lasso (THEORY.md §9)
+# weighted Lasso (docs/theory.md §9)
 # ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("scalar", [True, False])

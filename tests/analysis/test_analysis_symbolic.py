@@ -30,7 +30,7 @@ def test_registry_order_and_types():
     for name in EXPECTED:
         der = DERIVATIONS[name]
         assert isinstance(der, Derivation) and der.name == name
-        assert "THEORY.md §" in der.title
+        assert "docs/theory.md §" in der.title
         assert der.expressions and all(isinstance(e, sp.Basic) for e in der.expressions.values())
 
 

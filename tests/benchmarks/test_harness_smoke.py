@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark harness (issue 6): every bench module runs one tiny case and returns
+"""Smoke test of the benchmark harness: every bench module runs one tiny case and returns
 rows with the expected fields, and the accuracy checks inside the modules pass.  No timing is
 asserted here (timings never go into unit tests)."""
 from __future__ import annotations

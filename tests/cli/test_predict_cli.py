@@ -1,4 +1,4 @@
-"""`dln predict` against an independent dual solver (issue 3: 1e-8 relative, α from 1e-4 to 10)."""
+"""`dln predict` against an independent dual solver (1e-8 relative, α from 1e-4 to 10)."""
 import json
 
 import numpy as np
@@ -11,7 +11,7 @@ from dln.problem import make_problem, save_problem
 
 def independent_argmin_q(X, y, alpha):
     """argmin_{Xβ=y} Q_α(β) by scipy's trust-region Newton on the plain (not log-domain) dual
-    D(ν) = Σ 2α² cosh(Xᵀν) − νᵀy, then β = 2α² sinh(Xᵀν) (THEORY.md §15)."""
+    D(ν) = Σ 2α² cosh(Xᵀν) − νᵀy, then β = 2α² sinh(Xᵀν) (docs/theory.md §15)."""
     c = alpha * alpha
 
     def D(nu):

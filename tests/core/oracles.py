@@ -1,6 +1,6 @@
 """Shared oracles for the core-simulator tests (dln.problem, model, methods, integrate, simulate, cli).
 
-Everything here is written from THEORY.md, independently of the code under test: the data are
+Everything here is written from docs/theory.md, independently of the code under test: the data are
 drawn with NumPy directly, the loss and its gradients are plain NumPy in (u, v), gradients of
 objectives come from central finite differences, null-space projections from an SVD.
 """
@@ -54,7 +54,7 @@ def uv(state):
 
 
 # ---------------------------------------------------------------------------------------------
-# the loss in (u, v) and its analytic pieces (THEORY.md §1, §7.1)
+# the loss in (u, v) and its analytic pieces (docs/theory.md §1, §7.1)
 # ---------------------------------------------------------------------------------------------
 def residual(X, y, u, v, D=2):
     return X @ (u**D - v**D) - y

@@ -1,9 +1,9 @@
-"""dln.integrate: the SDIRK tableau, flow and iterate (THEORY.md §2.1, §3.1, §4, §5.1, §6.1, §7).
+"""dln.integrate: the SDIRK tableau, flow and iterate (docs/theory.md §2.1, §3.1, §4, §5.1, §6.1, §7).
 
 Oracles: the Runge–Kutta order conditions and the stability function written out here; a
 closed-form GF solution on an orthonormal design (derived below); plain NumPy loops of the
 canonical GD / SGD maps with their own bookkeeping of ln c and the tilt Φ; the exact
-characterisations of THEORY.md (ln(u⊙v) = ln α² − 8γ∫gain, z − z0 ∈ range Xᵀ) with the
+characterisations of docs/theory.md (ln(u⊙v) = ln α² − 8γ∫gain, z − z0 ∈ range Xᵀ) with the
 null space taken from an SVD; analysis.predict.mirror_argmin for the limits; single-run
 results for the batched ones.
 """
@@ -199,7 +199,7 @@ def test_iterate_sgd_and_label_noise_batched_equals_looped(batch_size, label_noi
 # 6. gradient flow: conservation, closed form on an orthonormal design, limits
 # =============================================================================================
 def test_gf_conserves_uv_and_z_stays_in_row_space_and_limit():
-    """THEORY.md §2.1 and §3.1 (general init): along the whole path c = u0⊙v0 to 1e-10, at the end
+    """docs/theory.md §2.1 and §3.1 (general init): along the whole path c = u0⊙v0 to 1e-10, at the end
     z − z0 ∈ range Xᵀ and β_∞ = argmin_{Xβ=y} φ_c(β) − ⟨z0, β⟩."""
     P = sparse_problem(10, 30, k=3, seed=6)
     rng = np.random.default_rng(6)
@@ -274,7 +274,7 @@ def test_gf_on_orthonormal_design_matches_closed_form_along_the_path():
 
 
 # =============================================================================================
-# 7. exact mechanisms: GR, F-GR, B-GR, C-GR, n-SAM / 1-SAM (THEORY.md §4, §7.2, §7.3, §7.5, §8)
+# 7. exact mechanisms: GR, F-GR, B-GR, C-GR, n-SAM / 1-SAM (docs/theory.md §4, §7.2, §7.3, §7.5, §8)
 # =============================================================================================
 EXACT = [("gr", "full"), ("gr", "per-sample"), ("fgr", "full"), ("fgr", "per-sample"),
          ("bgr", "full"), ("bgr", "per-sample"), ("cgr", "full"), ("cgr", "per-sample"),
@@ -322,7 +322,7 @@ def test_gr_gains_are_nonnegative_and_ordered_in_gamma():
 
 
 # =============================================================================================
-# 9. discrete GD and SGD: exact characterisation (THEORY.md §5.1, §5.3, §6.1)
+# 9. discrete GD and SGD: exact characterisation (docs/theory.md §5.1, §5.3, §6.1)
 # =============================================================================================
 def _gd_loop(X, y, alpha, eta, K=None, loss_rel=1e-24):
     """The canonical GD map u ← u(1 − x), v ← v(1 + x), x = 2ηg, with its own bookkeeping."""

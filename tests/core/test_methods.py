@@ -1,4 +1,4 @@
-"""dln.methods: every direction against its definition (THEORY.md §1, §4, §7.1–7.7, §8).
+"""dln.methods: every direction against its definition (docs/theory.md §1, §4, §7.1–7.7, §8).
 
 A direction returns log-rates da = u̇/u, db = v̇/v, so the velocity in w = (u, v) is
 (u⊙da, v⊙db) and must equal −G(w) for the method's update direction G.  The oracles:
@@ -6,9 +6,9 @@ A direction returns log-rates da = u̇/u, db = v̇/v, so the velocity in w = (u,
 - gf, gr (full and per-sample; depth 3 as well): G = ∇F for an objective F written here
   (L, L + (γ/2)‖∇_w L‖², (1/n)Σ[ℓ_i + (γ/2)‖∇_w ℓ_i‖²]), ∇F by central finite differences;
 - fgr, bgr, cgr, usam, sam, flood: G built from the definition with ∇L (or ∇ℓ_i) evaluated
-  at perturbed points w + ε∇L (THEORY.md §7.3, §7.5, §8, §7.9), with the analytic ∇_w L of
+  at perturbed points w + ε∇L (docs/theory.md §7.3, §7.5, §8, §7.9), with the analytic ∇_w L of
   oracles.py, itself checked against finite differences below;
-- the gain integrands against THEORY.md's formulas, and the identity da + db = −gain_coef·gain.
+- the gain integrands against docs/theory.md's formulas, and the identity da + db = −gain_coef·gain.
 
 States: log u, log v ~ N(−0.5, 0.4) on n = 6, d = 9, three runs with per-run hyper-parameters.
 """
@@ -123,7 +123,7 @@ def objective(method, variant, X, y, gamma=0.0, D=2):
 
 
 def gain_reference(method, variant, X, y, u, v, gamma=None, eps=None, rho=None):
-    """Gain integrand of THEORY.md §4 table / §7.2, §7.3, §7.5, §8 (ln c' = −coef·gain)."""
+    """Gain integrand of docs/theory.md §4 table / §7.2, §7.3, §7.5, §8 (ln c' = −coef·gain)."""
     n = X.shape[0]
     d = X.shape[1]
     beta = u * u - v * v
@@ -152,7 +152,7 @@ def gain_reference(method, variant, X, y, u, v, gamma=None, eps=None, rho=None):
             return g * 0.5 * (grad_beta(X, y, beta_at(w + eps * g0)) + grad_beta(X, y, beta_at(w - eps * g0)))
         e = -eps if method == "bgr" else eps
         return g * grad_beta(X, y, beta_at(w + e * g0))
-    # per-sample: (1/n) Σ_i x_i² r_i r̃_i (THEORY.md §7.5, §8), r̃_i at w + ε_i ∇ℓ_i
+    # per-sample: (1/n) Σ_i x_i² r_i r̃_i (docs/theory.md §7.5, §8), r̃_i at w + ε_i ∇ℓ_i
     total = np.zeros(d)
     for i in range(n):
         gi = grad_example_at(X, y, w, i)
@@ -217,7 +217,7 @@ def test_gradient_methods_against_finite_differences(tiny, method, variant, seed
 
 
 def test_hvp_along_the_gradient_against_finite_differences(tiny):
-    """(gr − gf)/γ is H∇L (THEORY.md §7.1): compare with [∇L(w + h∇L) − ∇L(w − h∇L)]/2h."""
+    """(gr − gf)/γ is H∇L (docs/theory.md §7.1): compare with [∇L(w + h∇L) − ∇L(w − h∇L)]/2h."""
     X, y = tiny.X, tiny.y
     st = random_state(3, tiny.d, 5)
     vgf = velocity(methods.gf(tiny)(st), st)
@@ -230,7 +230,7 @@ def test_hvp_along_the_gradient_against_finite_differences(tiny):
         h = 1e-5 / np.linalg.norm(g0)
         fd = (G_full_at(X, y, *wsplit(w + h * g0, tiny.d)) - G_full_at(X, y, *wsplit(w - h * g0, tiny.d))) / (2 * h)
         assert rel(hvp, fd) < FD_RTOL
-        # and the closed form of THEORY.md §7.1: (H∇L)_u = 4u g² + 8u M(m g), (H∇L)_v = 4v g² − 8v M(m g)
+        # and the closed form of docs/theory.md §7.1: (H∇L)_u = 4u g² + 8u M(m g), (H∇L)_v = 4v g² − 8v M(m g)
         beta = U[i] ** 2 - V[i] ** 2
         g = grad_beta(X, y, beta)
         m = U[i] ** 2 + V[i] ** 2
@@ -263,7 +263,7 @@ def test_perturbed_point_methods_against_definitions(tiny, method, variant, seed
 
 
 def test_flood_direction_signs(tiny):
-    """Flood levels below L descend (= gf), above L ascend (= −gf) (THEORY.md §7.9)."""
+    """Flood levels below L descend (= gf), above L ascend (= −gf) (docs/theory.md §7.9)."""
     st = random_state(3, tiny.d, 4)
     fl = flood_levels(tiny, st)
     rf = methods.flood(tiny, flood_level=fl)(st)
@@ -275,7 +275,7 @@ def test_flood_direction_signs(tiny):
 
 @pytest.mark.parametrize("variant", ["full", "per-sample"])
 def test_gr_gain_integrand(tiny, variant):
-    """gr gains: g² and (1/n)Σ x_i² r_i² (THEORY.md §7.2, §7.5); the others are checked with
+    """gr gains: g² and (1/n)Σ x_i² r_i² (docs/theory.md §7.2, §7.5); the others are checked with
     their definitions above."""
     X, y = tiny.X, tiny.y
     st = random_state(3, tiny.d, 8)
@@ -298,7 +298,7 @@ def test_gf_gain_integrand(tiny, variant):
 
 @pytest.mark.parametrize("method,variant", ALL)
 def test_gain_identity(tiny, method, variant):
-    """d ln(u⊙v)/dt = da + db = −gain_coef·gain for every method (THEORY.md §4 lemma)."""
+    """d ln(u⊙v)/dt = da + db = −gain_coef·gain for every method (docs/theory.md §4 lemma)."""
     st = random_state(3, tiny.d, 12)
     fl = flood_levels(tiny, st) if method == "flood" else None
     direction = methods.make(method, tiny, variant=variant, **params_for(method, fl))
@@ -312,7 +312,7 @@ def test_gain_identity(tiny, method, variant):
 
 
 # ---------------------------------------------------------------------------------------------
-# depth 3 (THEORY.md §2.3, §7.7)
+# depth 3 (docs/theory.md §2.3, §7.7)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["gf", "gr"])
 @pytest.mark.parametrize("signs", [False, True])
@@ -331,7 +331,7 @@ def test_depth3_against_finite_differences(tiny, method, signs):
 
 
 def test_depth3_gr_penalty_gradient_formula_of_theory(tiny):
-    """THEORY.md §7.7: ∇_u ½‖∇L‖² = D²(D−1)u^{2D−3}g² + D³u^{D−1}M(m_D g), v mirrored, vs FD."""
+    """docs/theory.md §7.7: ∇_u ½‖∇L‖² = D²(D−1)u^{2D−3}g² + D³u^{D−1}M(m_D g), v mirrored, vs FD."""
     X, y = tiny.X, tiny.y
     n, d, D = tiny.n, tiny.d, 3
     st = random_state(1, d, 22, signs=True)
@@ -357,7 +357,7 @@ def test_depth3_gr_penalty_gradient_formula_of_theory(tiny):
 
 @pytest.mark.parametrize("method", ["fgr", "usam", "sam"])
 def test_depth3_perturbed_point_methods(tiny, method):
-    """F-GR / SAM at depth 3: ∇L at w + ε∇L with the depth-3 gradient (definition, THEORY.md §7.3)."""
+    """F-GR / SAM at depth 3: ∇L at w + ε∇L with the depth-3 gradient (definition, docs/theory.md §7.3)."""
     X, y = tiny.X, tiny.y
     d = tiny.d
     st = random_state(3, d, 23, signs=True)
@@ -379,7 +379,7 @@ def test_depth3_perturbed_point_methods(tiny, method):
 
 
 # ---------------------------------------------------------------------------------------------
-# finite-difference GR → exact GR (THEORY.md §7.3), usam = fgr(γ = ε = ρ) (§8)
+# finite-difference GR → exact GR (docs/theory.md §7.3), usam = fgr(γ = ε = ρ) (§8)
 # ---------------------------------------------------------------------------------------------
 EPS_GRID = np.array([1e-2, 5e-3, 2.5e-3])
 
@@ -416,7 +416,7 @@ def test_fd_gr_converges_to_gr_with_rates_1_1_2(tiny, variant):
 
 @pytest.mark.parametrize("variant", ["full", "per-sample"])
 def test_fgr_gain_exceeds_gr_exceeds_bgr_m_weighted(tiny, variant):
-    """THEORY.md §7.3 / §7.5: the O(ε) gain correction has the sign of ε (F > GR > B)."""
+    """docs/theory.md §7.3 / §7.5: the O(ε) gain correction has the sign of ε (F > GR > B)."""
     st = random_state(1, tiny.d, 32)
     u, v = [x[0] for x in uv(st)]
     m = u * u + v * v

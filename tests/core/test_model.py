@@ -1,7 +1,7 @@
-"""dln.model: initial states and the read-outs β, α_eff, z (THEORY.md §1, §2.3, §3.1).
+"""dln.model: initial states and the read-outs β, α_eff, z (docs/theory.md §1, §2.3, §3.1).
 
 Oracles: the definitions u0 = v0 = α, c = u0⊙v0, z0 = ln(u0/v0), and the identities
-β = 2c⊙sinh(z), m = u² + v² = sqrt(β² + 4c²) for u, v > 0 (THEORY.md §1).
+β = 2c⊙sinh(z), m = u² + v² = sqrt(β² + 4c²) for u, v > 0 (docs/theory.md §1).
 """
 import numpy as np
 import pytest
@@ -123,7 +123,7 @@ def test_signs_and_depth():
     np.testing.assert_allclose(beta(st), u**2 - v**2, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(beta(st, D=3), u**3 - v**3, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(beta(st, D=4), u**4 - v**4, rtol=1e-13, atol=1e-15)
-    # |u v| and ln|u/v| with signs (THEORY.md §13 item 8)
+    # |u v| and ln|u/v| with signs (docs/theory.md §13 item 8)
     np.testing.assert_allclose(alpha_eff(st), np.sqrt(np.abs(u * v)), rtol=1e-14)
     np.testing.assert_allclose(mirror(st), np.log(np.abs(u / v)), rtol=1e-13, atol=1e-15)
 

@@ -1,4 +1,4 @@
-"""dln.problem: synthetic designs, file round trips and validation (DESIGN.md §1, §5, §6).
+"""dln.problem: synthetic designs, file round trips and validation (docs/design.md §1, §5, §6).
 
 Oracles: sample statistics with their sampling error (the covariance ρ^|i−j| of the correlated
 design, the mean shift of the non-centred one), exact properties of β* and y, byte-for-byte

@@ -1,9 +1,9 @@
-"""``dln simulate`` end to end: an independent integration of THEORY.md's flows, and the CLI contract.
+"""``dln simulate`` end to end: an independent integration of docs/theory.md's flows, and the CLI contract.
 
-8. The right-hand sides of THEORY.md §2.1, §7.2, §7.3, §7.5, §8 are written here in (u, v) plus the
+8. The right-hand sides of docs/theory.md §2.1, §7.2, §7.3, §7.5, §8 are written here in (u, v) plus the
    gain accumulator and integrated by scipy's LSODA at rtol 1e-11 until L < 1e-26·L0; β and
    α_eff must agree with ``dln simulate --json`` to 1e-6.
-12. The JSON keys of DESIGN.md §5, and user errors: exit code 2, one ``dln: error:`` line naming the
+12. The JSON keys of docs/design.md §5, and user errors: exit code 2, one ``dln: error:`` line naming the
    parameter, no traceback.
 """
 import json
@@ -40,7 +40,7 @@ def run_cli(capsys, argv):
 
 
 # ---------------------------------------------------------------------------------------------
-# the reference right-hand side (THEORY.md), in (u, v, I)
+# the reference right-hand side (docs/theory.md), in (u, v, I)
 # ---------------------------------------------------------------------------------------------
 def reference_rhs(X, y, method, variant):
     n, d = X.shape
@@ -122,7 +122,7 @@ CASES = [("gf", "full"), pytest.param("gf", "per-sample", marks=slow),
 def test_simulate_matches_an_independent_integration(capsys, data_file, method, variant):
     path, X, y, _ = data_file
     beta_ref, alpha_ref, I_ref = reference_solution(X, y, method, variant)
-    # the reference's own bookkeeping: α_eff = α·exp(−(coef/2)·∫gain) (THEORY.md §7)
+    # the reference's own bookkeeping: α_eff = α·exp(−(coef/2)·∫gain) (docs/theory.md §7)
     np.testing.assert_allclose(alpha_ref, ALPHA * np.exp(-0.5 * COEF[method] * I_ref), rtol=1e-8)
     code, out, err = run_cli(capsys, ["simulate", "--data", path, "--method", method, "--variant", variant,
                                       "--alpha", ALPHA, *FLAGS[method], "--json"])
@@ -156,7 +156,7 @@ def test_json_keys_and_values_synthetic(capsys):
     r = P.X @ beta - P.y
     assert rec["train_loss"] == pytest.approx(0.5 * np.mean(r * r), rel=1e-9, abs=1e-30)
     assert rec["test_error"] == pytest.approx(np.sum((beta - P.beta_star) ** 2), rel=1e-12)
-    # the prediction is argmin Q_{α_eff} (THEORY.md §4), computed here from the JSON's α_eff
+    # the prediction is argmin Q_{α_eff} (docs/theory.md §4), computed here from the JSON's α_eff
     alpha_eff = np.array(rec["alpha_eff"])
     assert np.all(alpha_eff < 0.2)  # GR shrinks c
     pred = mirror_argmin(P.X, P.y, log_c=2 * np.log(alpha_eff))
@@ -175,7 +175,7 @@ def test_json_without_ground_truth_or_test_set(capsys, tmp_path):
     rec = json.loads(out)
     assert rec.get("test_error") is None
     assert rec["status"] == "converged"
-    pred = mirror_argmin(X, y, c=0.09)  # GF: argmin Q_α (THEORY.md §2.1)
+    pred = mirror_argmin(X, y, c=0.09)  # GF: argmin Q_α (docs/theory.md §2.1)
     assert rel(rec["beta"], pred.beta) <= 1e-9
     np.testing.assert_allclose(rec["alpha_eff"], 0.3, rtol=1e-10)
 
@@ -187,7 +187,7 @@ def test_json_discrete_time_with_tilted_prediction(capsys, data_file):
     assert code == 0, err
     rec = json.loads(out)
     assert rec["status"] == "converged"
-    # the CLI's prediction includes the tilt Φ: it must agree with the run (THEORY.md §5.1)
+    # the CLI's prediction includes the tilt Φ: it must agree with the run (docs/theory.md §5.1)
     assert rec["prediction"]["rel_error"] <= 1e-9
     # and the untilted Q_{α_eff} is measurably different at this step size
     untilted = mirror_argmin(X, y, log_c=2 * np.log(np.array(rec["alpha_eff"])))
@@ -288,7 +288,7 @@ def test_simulate_records_per_run():
         assert r["status"] == "converged"
         assert r["prediction_rel_error"] <= 1e-9
         assert r["prediction_theory_rel_error"] <= 1e-8
-    # larger γ, larger gain (THEORY.md §7.2)
+    # larger γ, larger gain (docs/theory.md §7.2)
     assert recs[1]["gain_mean"] > recs[0]["gain_mean"] > 0
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the reliability tests (issue 7)."""
+"""Fixtures of the reliability tests."""
 from __future__ import annotations
 
 import pytest
@@ -13,7 +13,7 @@ def small_problem():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How many property examples, fuzz examples and kill points the run exercised (issue 7's note)."""
+    """How many property examples, fuzz examples and kill points the run exercised (reported in the test summary)."""
     try:
         from reliability_helpers import COUNTS
     except ImportError:  # pragma: no cover - the module was not collected

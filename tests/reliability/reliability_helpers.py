@@ -1,4 +1,4 @@
-"""Helpers of the reliability tests (issue 7): CLI runners, the one-line error contract, CSV reading.
+"""Helpers of the reliability tests: CLI runners, the one-line error contract, CSV reading.
 
 The suite is self-contained (it does not import the helpers of tests/sweep), so that
 ``python -m pytest tests/reliability`` runs on its own.
@@ -40,7 +40,7 @@ def popen_module(args, cwd, env=None) -> subprocess.Popen:
 def run_concurrently(arglists, cwd, timeout=60, parallel=2) -> list[tuple[int, str, str]]:
     """``python -m dln ARGS`` for each argument list, ``parallel`` processes at a time: a list of
     (exit code, stdout, stderr).  A process still running ``timeout`` seconds after its start is
-    killed and fails the test: the wall-clock guard of issue 7 (pytest-timeout is not installed)."""
+    killed and fails the test: the wall-clock guard (pytest-timeout is not installed)."""
     import time
 
     import pytest
@@ -83,7 +83,7 @@ def call(argv) -> tuple[int, str, str]:
 
 
 def assert_user_error(code, out, err, *texts):
-    """DESIGN.md §5: exit code 2, nothing on stdout, one line ``dln: error: …`` on stderr, no traceback,
+    """docs/design.md §5: exit code 2, nothing on stdout, one line ``dln: error: …`` on stderr, no traceback,
     and the line names what went wrong (each of ``texts`` is in it)."""
     assert code == 2, (code, out, err)
     assert out == "", out

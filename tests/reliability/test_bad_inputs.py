@@ -1,8 +1,8 @@
-"""Issue 7 §1: every bad input is a clear user error.
+"""Reliability, bad inputs: every bad input is a clear user error.
 
 - Python API: ``pytest.raises(DLNError, match=...)`` (``DLNError`` is a ``ValueError``);
 - command line: exit code 2, one line ``dln: error: …`` naming the parameter, nothing on stdout, no
-  traceback (DESIGN.md §5), and nothing written (a sweep's ``--out`` is not created).
+  traceback (docs/design.md §5), and nothing written (a sweep's ``--out`` is not created).
 
 Complements tests/core/test_problem.py (Problem / load_problem validation), tests/core/test_simulate_cli.py
 (simulate's common flag errors) and tests/sweep/test_sweep_errors.py (the sweep grid matrix, grid files,

@@ -1,4 +1,4 @@
-"""Issue 7 §6: CLI fuzzing.  Hypothesis draws argument lists for every subcommand (valid and invalid
+"""Reliability: CLI fuzzing.  Hypothesis draws argument lists for every subcommand (valid and invalid
 flags and values, junk tokens) and runs them through ``dln.cli.main`` in-process; each ends with exit
 code 0 or 2 (argparse's --help / --version leave through SystemExit(0)), never an uncaught exception:
 

@@ -1,4 +1,4 @@
-"""Issue 7 §4: the same command and seed give the same results.csv, byte for byte apart from the
+"""Reliability, determinism: the same command and seed give the same results.csv, byte for byte apart from the
 ``wall_time`` column, across executions, processes (with different hash seeds), ``--workers`` values
 and shards.
 

@@ -1,4 +1,4 @@
-"""Issue 7 §3: divergence and extremes.
+"""Reliability: divergence and extremes.
 
 Learning rates beyond the stability limit, γ·ε large, α from 1e-12 to 1e3, d = 10⁴: every run ends
 with a status (converged, diverged, max_steps), no overflow warning escapes (setup.cfg turns every

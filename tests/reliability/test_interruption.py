@@ -1,4 +1,4 @@
-"""Issue 7 §5: interruption.  A sweep killed (SIGKILL) at several random points and resumed each time
+"""Reliability: interruption.  A sweep killed (SIGKILL) at several random points and resumed each time
 ends with the results of the uninterrupted run: no duplicate, no gap, no lost finished row, and the CSV
 is never left with a half-written row except a torn *last* line, which ``--resume`` drops.
 

@@ -1,4 +1,4 @@
-"""Issue 7 §2: property tests (hypothesis) on the public API.
+"""Reliability: property tests (hypothesis) on the public API.
 
 1. Random small problems (own data: any design, scale, noise, n > d included) and hyper-parameters in
    their valid ranges never crash, always end with a status, and never return a NaN or inf without
@@ -47,7 +47,7 @@ problems = st.builds(
 
 @st.composite
 def hyper_parameters(draw, P: Problem):
-    """A method and valid hyper-parameters for it (DESIGN.md §5 ranges), flow or discrete time."""
+    """A method and valid hyper-parameters for it (docs/design.md §5 ranges), flow or discrete time."""
     method = draw(st.sampled_from(METHODS))
     kw = dict(variant="full" if method == "flood" else draw(st.sampled_from(["full", "per-sample"])),
               alpha=10.0 ** draw(st.floats(-4.0, 1.0)))

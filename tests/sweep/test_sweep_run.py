@@ -221,7 +221,7 @@ def test_sigkill_at_a_random_moment_then_resume(reference, tmp_path, no_process_
 
 @pytest.mark.slow
 def test_sigkill_54_runs_n20_d40(tmp_path, no_process_left):
-    """The acceptance test of issue 4: a 3x3x3 grid with 2 seeds (54 runs, n = 20, d = 40)."""
+    """The acceptance test of sweeps: a 3x3x3 grid with 2 seeds (54 runs, n = 20, d = 40)."""
     args = ["--method", "gr", "fgr", "bgr", "--alpha", "0.01", "0.1", "1", "--gamma", "0.02", "0.05", "0.1",
             "--eps", "0.1", "--seeds", "2", "--n", "20", "--d", "40"]
     ref = tmp_path / "ref"
