@@ -67,7 +67,43 @@ SCHEMES = ("sdirk4", "ros34pw2")
 DEFAULT_RTOL = 1e-9
 
 STATUSES = ("converged", "diverged", "max_steps", "running")
-_LOG_MAX = 300.0  # |ln u| beyond this: u² over/underflows float64 soon; the run has diverged
+#: Largest D·ln|u| (and D·ln|v|) of a run that has not diverged: u^D ≤ e^640 ≈ 1e278 leaves a factor
+#: 1e30 of headroom for β, Xβ, the loss and the rates before float64 overflows (at e^709.8).
+LOG_HUGE = 640.0
+#: A run whose loss exceeds this multiple of its initial loss has diverged.
+LOSS_GROWTH = 1e10
+
+
+def _diverged(loss, loss0, a, b, D: int = 2, finite=True) -> np.ndarray:
+    """The divergence test of both integrators, per run (``flow`` and ``iterate`` share it).
+
+    A run has diverged when its loss is not finite or exceeds ``LOSS_GROWTH``·L(0), when its state is
+    not finite, or when it overflows: D·ln|u| or D·ln|v| > ``LOG_HUGE`` (u^D would soon overflow).
+    ``finite`` carries the caller's own finiteness test (its rates, or its next step).
+
+    There is deliberately no lower bound on ln|u|, ln|v|.  A coordinate whose u or v (or both)
+    shrinks towards 0 *collapses*; it does not diverge: in log coordinates a, b = ln|u|, ln|v| go to
+    −∞ at no cost, exp(2a) underflowing to 0 is harmless for β = e^{2a} − e^{2b}, and the run
+    reaches its true limit (e.g. 1-SAM at large ρ drives ln u below −300 while the loss keeps
+    falling, docs/theory.md §8).
+
+    Parameters
+    ----------
+    loss, loss0 : ndarray (B,)
+        Current and initial losses.
+    a, b : ndarray (B, d)
+        ln|u| and ln|v|.
+    D : int
+        Depth (β = u^D − v^D).
+    finite : bool or ndarray (B,)
+        False where the caller found its rates or step non-finite.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~np.asarray(finite, dtype=bool) | ~np.isfinite(loss)
+        bad = bad | ~(loss <= LOSS_GROWTH * np.maximum(loss0, 1e-300))
+        top = np.maximum(np.max(a, axis=1), np.max(b, axis=1))
+        bad = bad | ~np.isfinite(a).all(axis=1) | ~np.isfinite(b).all(axis=1) | ~(D * top <= LOG_HUGE)
+    return bad
 
 
 @dataclass
@@ -252,8 +288,9 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
       or when it is stationary: extrapolating its last accepted step, the loss would change by
       less than stat_tol·L over the time already elapsed, and that time exceeds the plateau time
       20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary, docs/theory.md §2.2);
-    - ``diverged`` on overflow, NaN, |ln u| > 300 or a loss 1e10 times the initial one (the run is
-      frozen; the other runs go on);
+    - ``diverged`` on a non-finite or overflowing state or loss, or a loss 1e10 times the initial
+      one (:func:`_diverged`; the run is frozen, the other runs go on).  A coordinate collapsing
+      (u or v → 0, ln u → −∞) is not divergence: it is integrated on to the true limit;
     - ``max_steps`` when its attempted steps reach ``max_steps`` or its time reaches ``t_max``
       (the last state is kept).
 
@@ -343,17 +380,16 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
             nr = rows[new]
             loss0[nr] = L[new]
             vmax = np.maximum(np.max(np.abs(R0.da[new]), axis=1), np.max(np.abs(R0.db[new]), axis=1))
-            with np.errstate(over="ignore", divide="ignore"):
-                inv_c0 = np.exp(-np.min(log_c0[nr], axis=1))
-            t_plateau[nr] = 20.0 * (1.0 + np.log1p(inv_c0)) / (2.0 * np.maximum(vmax, 1e-300))
+            # ln(1 + 1/c0) without forming 1/c0, which overflows for c0 < 1e-308 (α < 1e-154)
+            log_inv_c0 = np.logaddexp(0.0, -np.min(log_c0[nr], axis=1))
+            t_plateau[nr] = 20.0 * (1.0 + log_inv_c0) / (2.0 * np.maximum(vmax, 1e-300))
             h[nr] = 1e-2 / np.maximum(vmax, 1e-12)
             if record and len(traj) == 0:
                 snapshot(last_L)
         # -- per-run stopping rules --------------------------------------------------------------
         finite = np.isfinite(L) & np.isfinite(R0.da).all(axis=1) & np.isfinite(R0.db).all(axis=1)
+        bad = _diverged(L, loss0[rows], ya, yb, direction.D, finite)
         with np.errstate(invalid="ignore"):
-            bad = ~finite | ~(1e-10 * L <= np.maximum(loss0[rows], 1e-300)) | \
-                (np.abs(ya).max(axis=1) > _LOG_MAX) | (np.abs(yb).max(axis=1) > _LOG_MAX)
             conv = finite & (L <= loss_tol * loss0[rows])
             dt = t[rows] - prev[rows, 0]
             change = np.abs(prev[rows, 1] - L) * t[rows] / np.where(dt > 0, dt, np.nan)
@@ -611,13 +647,12 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             da_new, db_new = np.log(np.abs(fa)), np.log(np.abs(fb))
         finite = np.isfinite(da_new).all(axis=1) & np.isfinite(db_new).all(axis=1)
         if L is not None:
+            bad = _diverged(L, loss0[sel], st.a, st.b, direction.D, finite)
             with np.errstate(invalid="ignore"):
-                finite &= np.isfinite(L)
-                bad = ~finite | ~(1e-10 * L <= np.maximum(loss0[sel], 1e-300))
                 conv = ~bad & (L <= loss_tol * loss0[sel]) & (label_noise == 0)
         else:
-            bad, conv = ~finite, np.zeros(rows.size, dtype=bool)
-        bad |= (np.abs(st.a).max(axis=1) > _LOG_MAX) | (np.abs(st.b).max(axis=1) > _LOG_MAX)
+            bad = _diverged(np.zeros(rows.size), 1.0, st.a, st.b, direction.D, finite)
+            conv = np.zeros(rows.size, dtype=bool)
         conv &= ~bad
         over = ~bad & ~conv & (steps[sel] >= max_steps)
         go = ~(bad | conv | over)
