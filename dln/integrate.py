@@ -276,6 +276,15 @@ def _batch_size(direction: Direction, state: State, where: str) -> int:
     return B
 
 
+def _stationary(loss, loss_then, tol) -> np.ndarray:
+    """True where the loss has changed by at most tol·L since the last checkpoint, at half the
+    current time (``flow``'s second stationarity test).  ``tol`` is at least the local error
+    tolerance: the loss is not resolved better than that, and on a collapsed run (u⊙v → 0, the loss
+    at a non-interpolating stationary value) the step-to-step change is that noise."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(loss - loss_then) <= tol * loss
+
+
 def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, atol: float | None = None,
          loss_tol: float = 1e-24, stat_tol: float = 1e-10, max_steps: int = 20_000,
          t_max: float = math.inf, record: bool = False, jacobian_age: int | None = None,
@@ -286,8 +295,11 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
 
     - ``converged`` when L ≤ loss_tol·L(0) (an interpolator to sqrt(loss_tol) relative residual),
       or when it is stationary: extrapolating its last accepted step, the loss would change by
-      less than stat_tol·L over the time already elapsed, and that time exceeds the plateau time
-      20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary, docs/theory.md §2.2);
+      less than stat_tol·L over the time already elapsed, or it did change by less than
+      max(stat_tol, rtol)·L since half that time (:func:`_stationary`), and that time exceeds the
+      plateau time 20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary,
+      docs/theory.md §2.2).  A stationary run need not interpolate: a regularized run whose
+      coordinates collapse (u⊙v → 0) can stop at a loss > 0;
     - ``diverged`` on a non-finite or overflowing state or loss, or a loss 1e10 times the initial
       one (:func:`_diverged`; the run is frozen, the other runs go on).  A coordinate collapsing
       (u or v → 0, ln u → −∞) is not divergence: it is integrated on to the true limit;
@@ -351,6 +363,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     loss0 = np.full(B, np.nan)
     t_plateau = np.zeros(B)
     prev = np.full((B, 2), np.nan)  # (t, L) at the start of the last accepted step
+    check = np.zeros((B, 2))  # (t, L) at the last stationarity checkpoint (t doubles between them)
     log_c0, z0 = a + b, a - b
     traj = [] if record else None
     jac = _Jacobian(B, X.shape[0], d)
@@ -394,6 +407,11 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
             dt = t[rows] - prev[rows, 0]
             change = np.abs(prev[rows, 1] - L) * t[rows] / np.where(dt > 0, dt, np.nan)
             conv |= finite & (t[rows] > t_plateau[rows]) & (change <= stat_tol * L)
+            # the same over the last doubling of t, robust to the integration noise in L
+            due = t[rows] >= 2.0 * check[rows, 0]
+            conv |= finite & due & (t[rows] > t_plateau[rows]) & \
+                _stationary(L, check[rows, 1], max(stat_tol, rtol))
+        check[rows[due], 0], check[rows[due], 1] = t[rows[due]], L[due]
         conv &= ~bad
         over = ~bad & ~conv & ((steps[rows] + rejected[rows] >= max_steps) | (t[rows] >= t_max))
         status[rows[bad]] = "diverged"
@@ -540,9 +558,27 @@ def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=
     return ok, y_new, err, slow
 
 
+def _check_indices(idx, B: int, n: int, batch_size, where: str) -> np.ndarray:
+    """``sample_indices`` as an int array (B, K, b) of rows in [0, n)."""
+    arr = np.asarray(idx)
+    if arr.dtype.kind not in "iu" or arr.ndim not in (2, 3) or arr.size == 0 or \
+            (arr.ndim == 3 and arr.shape[0] != B):
+        raise fail("sample_indices", where, f"an integer array of shape (K, b) or (B, K, b) with B = {B}",
+                   f"shape {arr.shape}, dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= n:
+        raise fail("sample_indices", where, f"row indices in [0, n) = [0, {n})", arr[(arr < 0) | (arr >= n)])
+    if batch_size is not None and arr.shape[-1] != batch_size:
+        raise fail("batch_size", where, f"the number of indices per step of sample_indices ({arr.shape[-1]})",
+                   batch_size)
+    arr = np.broadcast_to(arr, (B,) + arr.shape[-2:])
+    # one more row: the loop draws step K's batch before its stopping test ends the run at K steps
+    return np.concatenate([arr, arr[:, -1:]], axis=1)
+
+
 def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000,
             batch_size: int | None = None, label_noise: float = 0.0, seed=0, seeds=None,
-            loss_tol: float = 1e-24, record_every: int = 0, average_from: int | None = None) -> Result:
+            sample_indices=None, loss_tol: float = 1e-24, record_every: int = 0,
+            average_from: int | None = None) -> Result:
     """Discrete time: w ← w − η·G(w) for a batch of runs (GD is GF in discrete time).
 
     In log coordinates the step is exact and sign-aware (docs/theory.md §4 lemma, §13 item 8):
@@ -566,6 +602,11 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         docs/theory.md §9); runs with δ > 0 never reach zero loss and stop at ``max_steps``.
     seed, seeds : int, or one seed per run
         Randomness for SGD and label noise; run i uses ``seeds[i]`` or SeedSequence(seed).spawn(B)[i].
+    sample_indices : int array, optional
+        A given sample sequence instead of the sampler: the rows of step k's mini-batch are
+        ``sample_indices[k]`` (shape (K, b), every run) or ``sample_indices[i, k]`` (shape (B, K, b),
+        run i).  b is the batch size (``batch_size``, if given, must equal it); a run that has taken
+        K steps stops with status ``max_steps``.  For replaying another code's SGD run.
     record_every : int
         Keep β every so many steps (0: no trajectory).
     average_from : int, optional
@@ -580,8 +621,12 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, where, ge=1, le=n)
     label_noise = check_real("label_noise", label_noise, where, ge=0.0, allow_array=False)
+    if sample_indices is not None:
+        sample_indices = _check_indices(sample_indices, B, n, batch_size, where)
+        batch_size = sample_indices.shape[2]
+        max_steps = min(max_steps, sample_indices.shape[1] - 1)
     stochastic = batch_size is not None or label_noise > 0
-    if stochastic:
+    if label_noise > 0 or (stochastic and sample_indices is None):
         if seeds is None:
             seeds = np.random.SeedSequence(seed).spawn(B)
         if len(seeds) != B:
@@ -610,7 +655,9 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         # each run draws a chunk of steps at a time from its own stream (batched == looped).
         pos = k % chunk
         if pos == 0:
-            if batch_size is None:
+            if sample_indices is not None:
+                buf["idx"] = sample_indices[:, k:k + chunk]
+            elif batch_size is None:
                 buf["idx"] = np.broadcast_to(np.arange(n), (B, chunk, n))
             elif bs == 1:
                 buf["idx"] = np.stack([g.integers(0, n, size=(chunk, 1)) for g in rngs])

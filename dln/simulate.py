@@ -25,10 +25,20 @@ SUPPORT_THRESHOLD = 1e-3
 
 def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", alpha=0.1,
               gamma=None, eps=None, rho=None, flood_level=None, time: str = "flow", lr=None,
-              batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0,
-              rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24, max_steps: int | None = None,
-              record: bool = False) -> Result:
-    """Run one method on a batch: hyper-parameters may be scalars or per-run arrays of equal length.
+              batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0, seeds=None,
+              sample_indices=None, rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24,
+              max_steps: int | None = None, record: bool = False) -> Result:
+    """Run one method on a batch of B runs.
+
+    Shapes (never guessed from the sizes, so that B = n, B = d or n = d change nothing):
+
+    - per-run hyper-parameters ``alpha``, ``gamma``, ``eps``, ``rho``, ``flood_level``, ``lr``: a
+      scalar (every run) or a vector of shape (B,), one value per run; vectors must agree on B;
+    - per-coordinate initial weights ``u0``, ``v0`` (used instead of ``alpha``): shape (d,) or
+      (B, d) (:func:`dln.model.initial_state`);
+    - ``seeds``: one seed per run (SGD, label noise; default: ``SeedSequence(seed).spawn(B)``);
+    - ``sample_indices``: the rows of every step's mini-batch, (K, batch_size) for all runs or
+      (B, K, batch_size) (:func:`dln.integrate.iterate`).
 
     Validation happens here (docs/design.md §6): a hyper-parameter that does not apply to the method
     or to the time mode is an error.
@@ -36,29 +46,36 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     where = "simulate"
     check_choice("time", time, TIMES, where)
     if time == "flow":
-        for name, val in (("lr", lr), ("batch_size", batch_size), ("label_noise", label_noise)):
+        for name, val in (("lr", lr), ("batch_size", batch_size), ("label_noise", label_noise),
+                          ("seeds", seeds), ("sample_indices", sample_indices)):
             if val is not None:
                 raise fail(name, where, "left unset with time='flow' (it applies to discrete time)", val)
     elif lr is None:
         raise fail("lr", where, "given with time='discrete'", None)
     direction = _methods.make(method, problem, variant=variant, D=D, gamma=gamma, eps=eps, rho=rho,
                               flood_level=flood_level)
+    use_alpha = alpha is not None and u0 is None
     sizes = {direction.batch}
-    if alpha is not None and np.ndim(alpha) == 1 and np.size(alpha) > 1:
-        sizes.add(np.size(alpha))
-    if lr is not None and np.ndim(lr) == 1 and np.size(lr) > 1:
-        sizes.add(np.size(lr))
+    for name, val in (("alpha", alpha if use_alpha else None), ("lr", lr)):
+        if val is None:
+            continue
+        val = check_real(name, val, method if name == "alpha" else where, gt=0.0)
+        if np.ndim(val) > 1:
+            raise fail(name, method if name == "alpha" else where, "a scalar or a vector with one value per run "
+                       "(shape (B,))" + ("; a per-coordinate alpha is u0 = v0 = alpha" if name == "alpha" else ""),
+                       f"shape {np.shape(val)}")
+        sizes.add(np.size(val) if np.ndim(val) == 1 else 1)
+    if seeds is not None:
+        sizes.add(len(seeds))
     sizes.discard(1)
     if len(sizes) > 1:
         raise fail("alpha", where, "of the same length as the other per-run hyper-parameters",
                    f"lengths {sorted(sizes)}")
     B = sizes.pop() if sizes else 1
-    if alpha is not None and u0 is None:
+    if use_alpha:
         alpha = check_real("alpha", alpha, method, gt=0.0)
-        per_run = np.ndim(alpha) == 1 and np.size(alpha) == B and B > 1
-        # one value per run, passed as (B, d) so that B = d is not read as per-coordinate
-        state = initial_state(problem.d, B, where=method,
-                              alpha=np.repeat(alpha[:, None], problem.d, axis=1) if per_run else alpha)
+        alpha = float(np.ravel(alpha)[0]) if np.size(alpha) == 1 else alpha
+        state = initial_state(problem.d, B, alpha=alpha, where=method)  # a vector is per run
     else:
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
     if time == "flow":
@@ -66,12 +83,12 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
                       max_steps=20_000 if max_steps is None else max_steps, record=record)
     else:
         result = iterate(direction, state, lr, batch_size=batch_size,
-                         label_noise=0.0 if label_noise is None else label_noise, seed=seed,
-                         loss_tol=loss_tol, max_steps=1_000_000 if max_steps is None else max_steps,
+                         label_noise=0.0 if label_noise is None else label_noise, seed=seed, seeds=seeds,
+                         sample_indices=sample_indices, loss_tol=loss_tol,
+                         max_steps=1_000_000 if max_steps is None else max_steps,
                          record_every=1 if record else 0)
-    if alpha is not None and u0 is None:
-        result.info["alpha"] = np.broadcast_to(np.asarray(alpha, dtype=np.float64).reshape(-1) if np.ndim(alpha) <= 1
-                                               and np.size(alpha) in (1, B) else np.nan, (B,))
+    if use_alpha:
+        result.info["alpha"] = np.broadcast_to(alpha, (B,)).copy()
     return result
 
 

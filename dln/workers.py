@@ -100,34 +100,23 @@ def _problem(spec, data_seed) -> Problem:
 
 
 def run_task(task: dict, record: bool = False) -> dict:
-    """Run one chunk: ``dln.simulate.run_batch`` (flow, GD) or ``dln.integrate.iterate`` with one
-    seed per run (SGD, label noise: a run's randomness must not depend on its batch-mates), then
-    ``dln.simulate.records``.  Returns the metric columns of each run and the chunk's wall time."""
-    from .integrate import iterate
-    from .methods import make
-    from .model import initial_state
+    """Run one chunk through ``dln.simulate.run_batch`` (per-run hyper-parameters as vectors of shape
+    (B,); SGD and label noise with one seed per run, so that a run's randomness does not depend on its
+    batch-mates), then ``dln.simulate.records``.  Returns the metric columns of each run and the
+    chunk's wall time."""
     from .simulate import records, run_batch
 
     P = _problem(task["problem"], task["data_seed"])
     t0 = _time.perf_counter()
-    B = len(task["runs"])
     alpha = np.asarray(task["alpha"], dtype=np.float64)
     hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
-    if task["seeds"] is None:
-        kw = dict(lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
-                  batch_size=task["batch_size"], label_noise=task["label_noise"])
-        result = run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"], D=task["depth"],
-                           rtol=task["rtol"], max_steps=task["max_steps"], record=record, **hp, **kw)
-    else:
-        direction = make(task["method"], P, variant=task["variant"], D=task["depth"],
-                         **{h: v for h, v in hp.items() if v is not None})
-        state = initial_state(P.d, B, alpha=alpha, where=task["method"])
+    seeds = None
+    if task["seeds"] is not None:
         seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
-        result = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64), batch_size=task["batch_size"],
-                         label_noise=task["label_noise"] or 0.0, seeds=seeds,
-                         max_steps=1_000_000 if task["max_steps"] is None else task["max_steps"],
-                         record_every=1 if record else 0)
-        result.info["alpha"] = alpha
+    result = run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"], D=task["depth"],
+                       lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
+                       batch_size=task["batch_size"], label_noise=task["label_noise"], seeds=seeds,
+                       rtol=task["rtol"], max_steps=task["max_steps"], record=record, **hp)
     recs = records(result, predict=True)
     wall = _time.perf_counter() - t0
     out = dict(chunk=task["chunk"], metrics=[{c: r[c] for c in METRIC_COLUMNS} for r in recs], wall=wall)

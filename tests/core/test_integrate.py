@@ -261,7 +261,7 @@ def test_gf_on_orthonormal_design_matches_closed_form_along_the_path():
     P = Problem(X, X @ beta_star)
     bvec = X.T @ P.y / n
     alpha = np.linspace(0.05, 0.3, d)  # per-coordinate α
-    res = flow(methods.gf(P), initial_state(d, 1, alpha=alpha), rtol=1e-10, record=True, t_max=15.0)
+    res = flow(methods.gf(P), initial_state(d, 1, u0=alpha, v0=alpha), rtol=1e-10, record=True, t_max=15.0)
     T = res.trajectory
     assert len(T.t) > 20
     assert T.t[-1, 0] == pytest.approx(15.0, rel=1e-12) or res.status[0] == "converged"
