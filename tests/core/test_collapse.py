@@ -154,3 +154,22 @@ def test_flow_collapse_reaches_the_high_precision_limit():
     np.testing.assert_allclose(res.state.b[0], b_ref, rtol=1e-7, atol=1e-7)
     np.testing.assert_allclose(res.beta[0], beta_ref, rtol=0, atol=1e-6 * np.abs(beta_ref).max())
     assert records(res)[0]["prediction_rel_error"] < 1e-8
+
+
+def test_collapsed_flow_stops_at_its_stationary_loss():
+    """1-SAM flow at ρ = 0.5 collapses every u_i v_i towards 0 and settles at a loss > 0 (a
+    non-interpolating stationary point).  The loss is then flat to the integration noise (~rtol), which
+    the one-step stationarity test cannot see: the run chattered to max_steps (1465 accepted and 1535
+    rejected steps, 15 s).  The test over a doubling of t stops it; continuing from its final state for
+    as long again moves neither β nor the loss."""
+    from dln.integrate import flow
+    from dln.problem import make_problem
+
+    P = make_problem(n=8, d=16, k=2, seed=1, n_test=0)
+    res = run_batch(P, "usam", variant="per-sample", rho=0.5, alpha=0.1, rtol=1e-7, max_steps=3000)
+    assert res.status[0] == "converged" and res.steps[0] + res.rejected[0] < 300
+    L0 = P.loss(np.zeros(P.d))
+    assert res.loss[0] > 0.5 * L0 and np.max(res.log_c[0]) < -40  # collapsed, not interpolating
+    more = flow(res.direction, res.state, rtol=1e-7, t_max=res.t[0], max_steps=3000)
+    assert abs(more.loss[0] / res.loss[0] - 1) < 1e-6
+    assert np.linalg.norm(more.beta[0] - res.beta[0]) <= 1e-5 * np.linalg.norm(res.beta[0])
