@@ -276,6 +276,20 @@ def _batch_size(direction: Direction, state: State, where: str) -> int:
     return B
 
 
+#: Attempted steps between two checks of ``flow``'s stall rule (:func:`_stalled`).
+STALL_ATTEMPTS = 200
+
+
+def _stalled(attempts, t, checkpoint) -> np.ndarray:
+    """True where ``STALL_ATTEMPTS`` attempted steps since the last checkpoint (attempts, t) advanced
+    the time by at most 1e-4·t (a mean step below 5e-7·t): the step size has collapsed on a
+    discontinuity of the right-hand side (normalized SAM's ρ∇L/‖∇L‖ on the interpolators, measured
+    ~2e-8·t per attempt, docs/theory.md §8), where the flow cannot be followed further.  ``flow``
+    then stops the run with status ``max_steps``.  Smooth flows, saddle escapes at α = 1e-100
+    included, take steps of 1e-5·t or more."""
+    return (attempts >= checkpoint[:, 0] + STALL_ATTEMPTS) & (t - checkpoint[:, 1] <= 1e-4 * t)
+
+
 def _stationary(loss, loss_then, tol) -> np.ndarray:
     """True where the loss has changed by at most tol·L since the last checkpoint, at half the
     current time (``flow``'s second stationarity test).  ``tol`` is at least the local error
@@ -303,8 +317,13 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     - ``diverged`` on a non-finite or overflowing state or loss, or a loss 1e10 times the initial
       one (:func:`_diverged`; the run is frozen, the other runs go on).  A coordinate collapsing
       (u or v → 0, ln u → −∞) is not divergence: it is integrated on to the true limit;
-    - ``max_steps`` when its attempted steps reach ``max_steps`` or its time reaches ``t_max``
-      (the last state is kept).
+    - ``converged`` for flooding (sign(L − b)∇L) as soon as the loss crosses the level b: the
+      Filippov solution of the discontinuous flow stays on {L = b} (ẇ = 0 there, the convex
+      combination of ±∇L tangent to the level set); the state is the first accepted one past b;
+    - ``max_steps`` when its accepted steps reach ``max_steps``, its time reaches ``t_max``, or
+      the step size has collapsed (:func:`_stalled`: a discontinuous right-hand side, as for
+      normalized SAM on the interpolators; rejected steps are counted in ``Result.rejected``);
+      the last state is kept.
 
     Parameters
     ----------
@@ -317,7 +336,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     loss_tol, stat_tol : float
         Convergence thresholds (relative loss; relative loss change).
     max_steps : int
-        Per-run cap on attempted steps.
+        Per-run cap on accepted steps (``Result.steps``).
     t_max : float
         Per-run time horizon.
     record : bool
@@ -364,6 +383,10 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     t_plateau = np.zeros(B)
     prev = np.full((B, 2), np.nan)  # (t, L) at the start of the last accepted step
     check = np.zeros((B, 2))  # (t, L) at the last stationarity checkpoint (t doubles between them)
+    stall = np.zeros((B, 2))  # (attempts, t) at the last stall checkpoint (every STALL_ATTEMPTS)
+    flood = direction.method == "flood"
+    if flood:
+        level = np.broadcast_to(direction.params["flood_level"][:, 0], (B,))
     log_c0, z0 = a + b, a - b
     traj = [] if record else None
     jac = _Jacobian(B, X.shape[0], d)
@@ -411,9 +434,15 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
             due = t[rows] >= 2.0 * check[rows, 0]
             conv |= finite & due & (t[rows] > t_plateau[rows]) & \
                 _stationary(L, check[rows, 1], max(stat_tol, rtol))
+            if flood:  # the loss has reached the level: the Filippov solution stays on {L = b}
+                conv |= finite & (np.sign(L - level[rows]) != np.sign(loss0[rows] - level[rows]))
         check[rows[due], 0], check[rows[due], 1] = t[rows[due]], L[due]
         conv &= ~bad
-        over = ~bad & ~conv & ((steps[rows] + rejected[rows] >= max_steps) | (t[rows] >= t_max))
+        attempts = steps[rows] + rejected[rows]
+        stalled = _stalled(attempts, t[rows], stall[rows])
+        ck = rows[attempts >= stall[rows, 0] + STALL_ATTEMPTS]
+        stall[ck, 0], stall[ck, 1] = steps[ck] + rejected[ck], t[ck]
+        over = ~bad & ~conv & ((steps[rows] >= max_steps) | (t[rows] >= t_max) | stalled)
         status[rows[bad]] = "diverged"
         status[rows[conv]] = "converged"
         status[rows[over]] = "max_steps"
@@ -558,6 +587,43 @@ def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=
     return ok, y_new, err, slow
 
 
+#: Consecutive steps in the 2-cycle around the flood level after which discrete flooding has settled.
+FLOOD_WINDOW = 20
+
+
+def _flood_cycle(loss, level, hist, count):
+    """The stopping rule of discrete (full-batch) flooding, θ ← θ − η·sign(L − b)∇L (docs/theory.md §7.9).
+
+    Once the loss reaches b the steps alternate, ascent and descent, in a 2-cycle around b: a step
+    is *in the cycle* when L − b changes sign, the loss two steps apart differs by less than a
+    tenth of the one-step oscillation |L_k − L_{k−1}| (the two-step map is near the identity: it
+    moves θ by −η²H∇L, an F-GR step, §7.9) and that oscillation does not grow.  The run has
+    settled (``iterate`` reports ``converged``) after ``FLOOD_WINDOW`` consecutive steps in the
+    cycle; what remains is the O(η²)-per-pair implicit-GR drift along the level set, which flooding
+    follows for ever.  Level b = 0 is plain GD (never in a cycle).
+
+    Parameters
+    ----------
+    loss, level : ndarray (m,)
+        L at the current step and b, for the m runs tested.
+    hist : ndarray (m, 3)
+        Losses of the three previous steps, newest first (NaN before there are three).
+    count : ndarray (m,)
+        Consecutive steps in the cycle so far.
+
+    Returns
+    -------
+    hist, count, settled : the updated history and count, and where count ≥ FLOOD_WINDOW.
+    """
+    L1, L2, L3 = hist[:, 0], hist[:, 1], hist[:, 2]
+    with np.errstate(invalid="ignore"):
+        amp = np.abs(loss - L1)
+        cycle = (level > 0) & (np.sign(loss - level) * np.sign(L1 - level) < 0) & \
+            (np.abs(loss - L2) <= 0.1 * amp) & (amp <= 1.01 * np.abs(L2 - L3))
+    count = np.where(cycle, count + 1, 0)
+    return np.column_stack([loss, L1, L2]), count, count >= FLOOD_WINDOW
+
+
 def _check_indices(idx, B: int, n: int, batch_size, where: str) -> np.ndarray:
     """``sample_indices`` as an int array (B, K, b) of rows in [0, n)."""
     arr = np.asarray(idx)
@@ -578,7 +644,7 @@ def _check_indices(idx, B: int, n: int, batch_size, where: str) -> np.ndarray:
 def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000,
             batch_size: int | None = None, label_noise: float = 0.0, seed=0, seeds=None,
             sample_indices=None, loss_tol: float = 1e-24, record_every: int = 0,
-            average_from: int | None = None) -> Result:
+            average_from: int | None = None, flood_cycle_stop: bool = True) -> Result:
     """Discrete time: w ← w − η·G(w) for a batch of runs (GD is GF in discrete time).
 
     In log coordinates the step is exact and sign-aware (docs/theory.md §4 lemma, §13 item 8):
@@ -611,6 +677,14 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         Keep β every so many steps (0: no trajectory).
     average_from : int, optional
         Also return the mean of β over steps ≥ this index (``beta_mean``; label noise).
+    flood_cycle_stop : bool
+        Full-batch flooding (b > 0) stops with status ``converged`` once it has settled in the
+        2-cycle around b (:func:`_flood_cycle`); False follows its slow drift along the level set
+        to ``max_steps`` (docs/theory.md §7.9).
+
+    A run stops with status ``converged`` when L ≤ loss_tol·L(0) (not with label noise) or, for
+    flooding, in the 2-cycle; ``diverged`` by :func:`_diverged` (collapse, ln|u| → −∞, is not
+    divergence); ``max_steps`` after ``max_steps`` steps.
     """
     where = "iterate"
     _, max_steps, loss_tol = _check_common(where, 1.0, max_steps, loss_tol)
@@ -647,6 +721,11 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
     traj = []
     chunk = 256
     check_every = 1 if batch_size is None else max(1, n // bs)
+    flooding = direction.method == "flood" and not stochastic and flood_cycle_stop
+    if flooding:
+        level = np.broadcast_to(direction.params["flood_level"][:, 0], (B,))
+        cycle_hist = np.full((B, 3), np.nan)  # the losses of the last 3 steps, newest first
+        cycle_count = np.zeros(B, dtype=np.int64)
 
     buf = {}
 
@@ -697,6 +776,10 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             bad = _diverged(L, loss0[sel], st.a, st.b, direction.D, finite)
             with np.errstate(invalid="ignore"):
                 conv = ~bad & (L <= loss_tol * loss0[sel]) & (label_noise == 0)
+            if flooding:
+                cycle_hist[sel], cycle_count[sel], settled = _flood_cycle(L, level[sel], cycle_hist[sel],
+                                                                          cycle_count[sel])
+                conv |= ~bad & settled
         else:
             bad = _diverged(np.zeros(rows.size), 1.0, st.a, st.b, direction.D, finite)
             conv = np.zeros(rows.size, dtype=bool)

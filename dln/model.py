@@ -14,6 +14,12 @@ import numpy as np
 
 from .errors import check_int, check_real, fail
 
+#: Smallest initial weight (α, u0, v0) accepted.  Down to it, flows, GD and SGD reach their predicted
+#: limits (GF at α = 1e-100 … 1e-200: argmin φ to 5e-13); below it, gradient flow's saddle plateaus
+#: (of length ∝ ln(1/α), docs/theory.md §2.2) outlast the flow's stationarity test, which then stops
+#: a run on a plateau (measured at α = 1e-250 and 1e-300).
+WEIGHT_MIN = 1e-200
+
 
 @dataclass
 class State:
@@ -87,25 +93,35 @@ def initial_state(d: int, batch: int = 1, *, alpha=None, u0=None, v0=None, where
       runs, or an array (B, d).  Any positive u0, v0 is allowed (general initialization,
       docs/theory.md §3.1: c = u0⊙v0, z0 = ln(u0/v0)); a per-coordinate α is u0 = v0 = α.
 
-    A vector of the other length is an error that says which keyword takes it.
+    A vector of the other length is an error that says which keyword takes it.  Initial weights
+    below ``WEIGHT_MIN`` = 1e-200 are refused (outside the verified range).
     """
     d = check_int("d", d, where, ge=1)
     batch = check_int("batch", batch, where, ge=1)
     if alpha is not None:
         if u0 is not None or v0 is not None:
             raise fail("alpha", where, "given without u0/v0", "both")
-        alpha = check_real("alpha", alpha, where, gt=0.0)
+        alpha = _check_weight("alpha", alpha, where)
         log_a = _broadcast(np.log(alpha), d, batch, "alpha", where, per="run")
         a, b = log_a, log_a.copy()
     else:
         if u0 is None or v0 is None:
             raise fail("alpha", where, "given (or both u0 and v0)", None)
-        u0 = check_real("u0", u0, where, gt=0.0)
-        v0 = check_real("v0", v0, where, gt=0.0)
+        u0 = _check_weight("u0", u0, where)
+        v0 = _check_weight("v0", v0, where)
         a = _broadcast(np.log(u0), d, batch, "u0", where, per="coordinate")
         b = _broadcast(np.log(v0), d, batch, "v0", where, per="coordinate")
     ones = np.ones((batch, d))
     return State(a, b, ones, ones.copy())
+
+
+def _check_weight(name, value, where):
+    value = check_real(name, value, where, gt=0.0)
+    small = np.asarray(value) < WEIGHT_MIN
+    if np.any(small):
+        raise fail(name, where, f">= {WEIGHT_MIN:g} (smaller initial weights are outside the verified range: "
+                   "saddle plateaus outlast the flow's stationarity test)", np.asarray(value)[small] if small.ndim else value)
+    return value
 
 
 def _broadcast(x, d, batch, name, where, per: str) -> np.ndarray:

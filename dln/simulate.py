@@ -27,7 +27,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
               gamma=None, eps=None, rho=None, flood_level=None, time: str = "flow", lr=None,
               batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0, seeds=None,
               sample_indices=None, rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24,
-              max_steps: int | None = None, record: bool = False) -> Result:
+              max_steps: int | None = None, record: bool = False, flood_cycle_stop: bool = True) -> Result:
     """Run one method on a batch of B runs.
 
     Shapes (never guessed from the sizes, so that B = n, B = d or n = d change nothing):
@@ -39,6 +39,9 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     - ``seeds``: one seed per run (SGD, label noise; default: ``SeedSequence(seed).spawn(B)``);
     - ``sample_indices``: the rows of every step's mini-batch, (K, batch_size) for all runs or
       (B, K, batch_size) (:func:`dln.integrate.iterate`).
+
+    ``flood_cycle_stop=False`` lets discrete flooding run on in its 2-cycle around the level
+    (:func:`dln.integrate.iterate`).
 
     Validation happens here (docs/design.md §6): a hyper-parameter that does not apply to the method
     or to the time mode is an error.
@@ -84,7 +87,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     else:
         result = iterate(direction, state, lr, batch_size=batch_size,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed, seeds=seeds,
-                         sample_indices=sample_indices, loss_tol=loss_tol,
+                         sample_indices=sample_indices, loss_tol=loss_tol, flood_cycle_stop=flood_cycle_stop,
                          max_steps=1_000_000 if max_steps is None else max_steps,
                          record_every=1 if record else 0)
     if use_alpha:

@@ -44,11 +44,9 @@ def compute(quick: bool = False) -> list[dict]:
 
         def add(res, key, method, variant, xs):
             for rec, g, x in zip(C.records(res), C.gains(res), xs):
-                # flows: only converged runs count (normalised SAM stops at max_steps by design)
-                ok = rec["status"] == "converged" or method == "sam"
                 out.append(dict(kind="run", key=key, method=method, variant=variant, seed=seed, rho=float(x),
-                                status=rec["status"], test_error=rec["test_error"] if ok else np.nan,
-                                gain_mean=float(np.mean(g)) if ok else np.nan, train_loss=rec["train_loss"]))
+                                status=rec["status"], test_error=rec["test_error"],
+                                gain_mean=float(np.mean(g)), train_loss=rec["train_loss"]))
 
         add(C.run(P, "gf", cfg, alpha=ALPHA), "gf", "gf", None, [0.0])
         for v in VARIANTS:
@@ -79,14 +77,6 @@ def plot(recs):
                 mean, lo, hi = C.mean_band(T)
                 cv.line(ax, panel, name, xs, mean, None if meth == "fgr" else lo, None if meth == "fgr" else hi,
                         floor=floor, color=color(meth), label=name, **kw)
-    failed = [r for r in C.select(recs, kind="run") if r["method"] != "sam" and r["status"] != "converged"]
-    fails = {}
-    for r in failed:
-        fails.setdefault((r["key"], r["rho"]), []).append(r["seed"])
-    names = {"usam-full": "n-SAM", "usam-per-sample": "1-SAM", "fgr-full": "F-GR (full batch)",
-             "fgr-per-sample": "F-GR (per-sample)", "gf": "GF"}
-    fail_text = "; ".join(f"{names.get(k, k)} at ρ = {rho:g}: {len(v)} of {len(seeds)} seeds"
-                          for (k, rho), v in sorted(fails.items()))
     for ax in (ax_g, ax_e):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -101,8 +91,8 @@ def plot(recs):
             f"(the ✕ markers lie on the SAM curves: the same dynamics). Normalised SAM: discrete time, "
             f"η = {m['lr_sam']}, stopped after {m['sam_steps']} steps (it never interpolates; its ρ/‖∇L‖ grows "
             f"without bound). "
-            + (f"Flows that did not converge (u⊙v collapses towards 0 and the integrator stops them as diverged) are left out: "
-               f"{fail_text}. " if fails else "")
+            + "Every seed counts: flows whose u⊙v collapses towards 0 (1-SAM at large ρ) converge too, "
+              "some to a non-interpolating stationary point (train loss > 0). "
             + f"Mean and range over the seeds; errors < {ERR_FLOOR:g} and gains < "
             f"{GAIN_FLOOR:g} drawn at the floor; n = {m['n']}, d = {m['d']}, k = {m['k']}, Gaussian X, noiseless.")
     return cv.fig
