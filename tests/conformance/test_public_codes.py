@@ -255,3 +255,32 @@ def test_squares_with_an_unnormalized_loss(data):
     beta, gain = _run(P, kw)
     assert _path_error(beta, np.array(path)) <= TOL
     np.testing.assert_allclose(gain, -0.5 * np.log(np.abs(wp * wn) / alpha**2), rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: from_uv(lr=0.1), r"'u0' parameter of conventions must be given, or alpha"),
+    (lambda: from_uv(u0=0.1, loss="sum"), r"'n' parameter of conventions must be given with loss='sum'"),
+    (lambda: from_uv(u0=0.1, loss="mean"), r"'loss' parameter of conventions must be one of"),
+    (lambda: from_uv(u0=0.1, method="gf", rho=0.1), r"'rho' parameter of conventions must be left unset"),
+    (lambda: from_uv(u0=0.1, method="usam", variant="per-sample", rho=0.1, example_loss="r"),
+     r"'example_loss' parameter of conventions must be one of r2, r2/2"),
+    (lambda: from_four_vector(alpha=0.1), r"'alpha' parameter of conventions must be given with shape"),
+    (lambda: from_four_vector(alpha=0.1, shape=1.0), r"'shape' parameter of conventions must be < 1"),
+    (lambda: from_four_vector(up0=[1.0], vp0=[1.0], un0=[1.0], vn0=[-1.0]),
+     r"'up0' parameter of conventions must be such that both canonical weights are > 0"),
+])
+def test_conventions_validation(call, match):
+    with pytest.raises(DLNError, match=match):
+        call()
+
+
+def test_example_loss_and_loss_scaling_of_the_radii():
+    """Per-example ascent on r_k²/2 is half the official code's radius; a loss scale s multiplies η, γ, ε
+    and the n-SAM radius, divides the flooding level, and leaves the normalized radius alone."""
+    assert from_uv(u0=1, method="usam", variant="per-sample", rho=0.2, example_loss="r2/2")["rho"] == 0.1
+    kw = from_uv(u0=1, lr=0.1, method="fgr", gamma=0.2, eps=0.4, loss="1/n")
+    assert (kw["lr"], kw["gamma"], kw["eps"]) == (0.1, 0.2, 0.4)
+    assert from_uv(u0=1, method="usam", rho=0.2, loss="1/n")["rho"] == 0.2
+    assert from_uv(u0=1, method="flood", flood_level=0.02, loss="1/n")["flood_level"] == 0.01
+    assert from_uv(u0=1, method="sam", rho=0.2, loss="sum", n=9)["rho"] == pytest.approx(0.2 / np.sqrt(2))
+    assert from_squares(alpha=0.3, method="usam", variant="per-sample", rho=0.2, example_loss="r2")["rho"] == 0.4

@@ -97,3 +97,22 @@ def test_flow_cap_counts_accepted_steps(default_problem):
     res = run_batch(default_problem, "sam", rho=np.array([0.05, 0.2]), alpha=0.1, max_steps=37)
     assert list(res.steps) == [37, 37] and list(res.status) == ["max_steps", "max_steps"]
     assert np.all(res.rejected >= 0)
+
+
+def test_the_same_stops_through_simulate_sweep_and_the_estimator():
+    """The rules live in the integrators: ``dln.simulate``, ``dln.sweep`` and the estimator report the
+    same status and step count for discrete flooding, flow flooding and flow normalized SAM."""
+    import dln
+    from dln.estimator import DiagonalLinearNetwork
+    from dln.simulate import simulate
+
+    P = make_problem(n=10, d=20, k=2, seed=4, n_test=0)
+    cases = [dict(method="flood", flood_level=0.02, time="discrete", lr=0.05),
+             dict(method="flood", flood_level=0.02), dict(method="sam", rho=0.05)]
+    for kw in cases:
+        rec = simulate(P, alpha=0.1, **kw)[0]
+        swept = dln.sweep(data=P, workers=1, alpha=[0.1], **{k: ([v] if k != "method" else v) for k, v in kw.items()})[0]
+        est = DiagonalLinearNetwork(alpha=0.1, **kw).fit(P.X, P.y)
+        assert rec["status"] == swept["status"] == est.status_, kw
+        assert rec["steps"] == swept["steps"] == est.n_iter_, kw
+        assert rec["status"] == ("max_steps" if kw["method"] == "sam" else "converged")
