@@ -46,6 +46,8 @@ def _sklearn_exception(name: str, base: type) -> type:
     other = getattr(module, name, None)
     if other is None or issubclass(base, other):
         return base
+    if issubclass(other, base):  # DataConversionWarning is a UserWarning
+        return other
     if (base, other) not in _MIXED:
         _MIXED[(base, other)] = type(base.__name__, (base, other), {"__module__": __name__})
     return _MIXED[(base, other)]
