@@ -59,19 +59,22 @@ class Progress:
     interval : float, optional
         Seconds between two status lines (default :data:`INTERVAL`).
     delay : float
-        Print nothing before this many seconds have passed.
+        Print nothing before this many seconds have passed; the first status line comes after
+        ``delay`` seconds (or ``interval`` when ``delay`` is 0), the next ones every ``interval``.
     stream : file, optional
         Where to write (default: ``sys.stderr`` at the time of the call).
     bar : bool, optional
         Force (True) or forbid (False) the tqdm bar; default: terminal or notebook.
+    counts : dict, optional
+        Named counters shown from the start (``{"diverged": 0}``).
     """
 
     def __init__(self, desc: str, total: int | None = None, *, unit: str = "run", initial: int = 0,
                  quiet: bool = False, interval: float | None = None, delay: float = 0.0, stream=None,
-                 bar: bool | None = None):
+                 bar: bool | None = None, counts: dict | None = None):
         self.desc, self.total, self.unit = desc, total, unit
         self.done = self.initial = int(initial)
-        self.counts: dict = {}
+        self.counts: dict = dict(counts or {})
         self.quiet = bool(quiet)
         self.interval = INTERVAL if interval is None else float(interval)
         self.delay = float(delay)
@@ -81,7 +84,7 @@ class Progress:
         self.use_bar = bar and not self.quiet and self.stream is not None
         self._bar = None
         self.t0 = time.monotonic()
-        self._next = self.t0 + max(self.delay, self.interval)
+        self._next = self.t0 + (self.delay or self.interval)
         self.lines = 0  # status lines written
 
     # -- feeding ----------------------------------------------------------------------------------
@@ -89,7 +92,7 @@ class Progress:
         """Restart the clock (and create the bar).  A sweep calls it after its worker processes
         exist: tqdm may start a monitor thread, and a fork should not copy a running thread."""
         self.t0 = time.monotonic()
-        self._next = self.t0 + max(self.delay, self.interval)
+        self._next = self.t0 + (self.delay or self.interval)
         if self.use_bar and self._bar is None:
             from tqdm.auto import tqdm
 

@@ -92,6 +92,8 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
         result.info["alpha"] = np.broadcast_to(np.asarray(alpha, dtype=np.float64).reshape(-1) if np.ndim(alpha) <= 1
                                                and np.size(alpha) in (1, B) else np.nan, (B,))
     result.info["seed"] = seed
+    if time == "discrete":
+        result.info["label_noise"] = label_noise  # None when not given, as in results.csv
     return result
 
 

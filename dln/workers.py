@@ -106,7 +106,7 @@ def run_task(task: dict, record: bool = False) -> dict:
     from .integrate import iterate
     from .methods import make
     from .model import initial_state
-    from .simulate import records, run_batch
+    from .simulate import MAX_STEPS, records, run_batch
 
     P = _problem(task["problem"], task["data_seed"])
     t0 = _time.perf_counter()
@@ -125,7 +125,7 @@ def run_task(task: dict, record: bool = False) -> dict:
         seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
         result = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64), batch_size=task["batch_size"],
                          label_noise=task["label_noise"] or 0.0, seeds=seeds,
-                         max_steps=1_000_000 if task["max_steps"] is None else task["max_steps"],
+                         max_steps=MAX_STEPS["discrete"] if task["max_steps"] is None else task["max_steps"],
                          record_every=1 if record else 0)
         result.info["alpha"] = alpha
     recs = records(result, predict=True)
