@@ -315,12 +315,12 @@ def cmd_predict(args) -> int:
 
     run = None
     if args.from_run is not None:
-        given = [f"--{k.replace('_', '-')}" for k in ("data", "n", "d", "k", "noise", "design", "alpha")
-                 if getattr(args, k) is not None] + (["--seed"] if args.seed is not None else [])
-        if given or args.potential != "q":
-            flag = given[0] if given else "--potential"
-            raise DLNError(f"The '{flag}' flag must be left unset with --from-run (the run record gives the data "
-                           f"and the effective initialization). Got {flag} instead.")
+        given = [(k, getattr(args, k)) for k in ("data", "n", "d", "k", "noise", "design", "seed", "alpha")
+                 if getattr(args, k) is not None] + ([("potential", args.potential)] if args.potential != "q" else [])
+        if given:
+            name, value = given[0]
+            raise DLNError(f"The '--{name}' flag must be left unset with --from-run (the run record gives the data "
+                           f"and the effective initialization). Got {value!r} instead.")
         problem, log_c, tilt, run = prediction_from_run(args.from_run)
     else:
         args.seed = 0 if args.seed is None else args.seed

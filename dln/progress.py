@@ -19,6 +19,8 @@ import time
 
 #: seconds between two status lines when stderr is not a terminal (tests shorten it)
 INTERVAL = 10.0
+#: seconds of silence before a long simulation shows its progress (short runs print nothing extra)
+DELAY = 2.0
 
 
 def in_notebook() -> bool:
@@ -167,15 +169,15 @@ class Progress:
         return f"{self.desc}: " + ", ".join(parts)
 
 
-def step_callback(desc: str = "dln simulate", *, quiet: bool = False, delay: float = 2.0,
+def step_callback(desc: str = "dln simulate", *, quiet: bool = False, delay: float | None = None,
                   interval: float | None = None, stream=None):
     """A ``progress(steps_done, running, total)`` callable for :func:`dln.integrate.flow` and
     :func:`dln.integrate.iterate`, which call it once per iteration of their main loop.  It prints
-    nothing during the first ``delay`` seconds (short runs stay silent), then e.g.
+    nothing during the first ``delay`` seconds (default :data:`DELAY`: short runs stay silent), then e.g.
     ``dln simulate: 12000 steps, 1/1 runs running, 5.2 s elapsed``.  None when ``quiet``."""
     if quiet:
         return None
-    bar = Progress(desc, None, unit="step", delay=delay, interval=interval, stream=stream)
+    bar = Progress(desc, None, unit="step", delay=DELAY if delay is None else delay, interval=interval, stream=stream)
 
     def progress(steps_done: int, running: int, total: int) -> None:
         bar.set(steps_done, **{"runs running": f"{running}/{total}"})
