@@ -77,10 +77,10 @@ class Progress:
         self.desc, self.total, self.unit = desc, total, unit
         self.done = self.initial = int(initial)
         self.counts: dict = dict(counts or {})
-        self.quiet = bool(quiet)
         self.interval = INTERVAL if interval is None else float(interval)
         self.delay = float(delay)
         self.stream = sys.stderr if stream is None else stream
+        self.quiet = bool(quiet) or self.stream is None  # no stderr at all (pythonw): nowhere to write
         if bar is None:
             bar = self.stream is not None and (_is_terminal(self.stream) or in_notebook())
         self.use_bar = bar and not self.quiet and self.stream is not None
@@ -96,11 +96,16 @@ class Progress:
         self.t0 = time.monotonic()
         self._next = self.t0 + (self.delay or self.interval)
         if self.use_bar and self._bar is None:
-            from tqdm.auto import tqdm
+            kwargs = dict(total=self.total, initial=self.initial, desc=self.desc, unit=self.unit, file=self.stream,
+                          dynamic_ncols=True, smoothing=0.05, delay=self.delay, leave=self.total is not None)
+            try:
+                from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, initial=self.initial, desc=self.desc, unit=self.unit,
-                             file=self.stream, dynamic_ncols=True, smoothing=0.05, delay=self.delay,
-                             leave=self.total is not None)
+                self._bar = tqdm(**kwargs)
+            except ImportError:  # a notebook without ipywidgets: the text bar
+                from tqdm import tqdm
+
+                self._bar = tqdm(**kwargs)
         return self
 
     def update(self, n: int = 1, **counts) -> None:

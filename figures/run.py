@@ -93,6 +93,16 @@ def run(names, *, out: str, quick: bool = False, dpi: int = 100, workers: int = 
         elif log is not None:
             log(_line(info))
 
+    try:
+        _make(names, quick, out, dpi, gallery, workers, progress, finished)
+    finally:
+        progress.close()
+    return [infos[n] for n in names]
+
+
+def _make(names, quick, out, dpi, gallery, workers, progress, finished):
+    """Compute the figures here (one worker) or in a pool of ``workers`` processes, longest first,
+    calling ``finished(info)`` as each one finishes."""
     if workers == 1:
         progress.start()
         for name in names:
@@ -113,8 +123,6 @@ def run(names, *, out: str, quick: bool = False, dpi: int = 100, workers: int = 
                     finished(fut.result())
                 if not done:
                     progress.update(0)
-    progress.close()
-    return [infos[n] for n in names]
 
 
 def _line(info: dict) -> str:
