@@ -180,8 +180,8 @@ def sweep_table(rows, *, metric: str = "test_error", x: str | None = None, y: st
         if used:
             a = np.asarray(used, dtype=float)
             mean = float(np.mean(a))
-            if band == "std":
-                sd = float(np.std(a))
+            if band == "std":  # sample standard deviation; a single run has a band of zero width
+                sd = float(np.std(a, ddof=1)) if a.size > 1 else 0.0
                 lo, hi = mean - sd, mean + sd
             else:
                 lo, hi = float(a.min()), float(a.max())
@@ -358,6 +358,7 @@ def _draw_lines(table, out, name, xscale, yscale, dpi, csv_path) -> list[str]:
     header = ["series"] + table["group_keys"] + [x, f"{metric}_mean", f"{metric}_lo", f"{metric}_hi", "band",
                                                  "n_used", "n_excluded"]
     band_name = "min-max" if table["band"] == "minmax" else "mean ± std"
+    band_text = "min-max" if table["band"] == "minmax" else "mean ± sample std (ddof = 1; zero width for one run)"
     out_rows = []
     for key, ps in groups.items():
         p0 = ps[0]
@@ -374,7 +375,7 @@ def _draw_lines(table, out, name, xscale, yscale, dpi, csv_path) -> list[str]:
                         alpha=0.18, lw=0)
         for p in ps:
             out_rows.append([label] + [p[k] for k in table["group_keys"]]
-                            + [p["x"], p["mean"], p["lo"], p["hi"], band_name, p["n_used"], p["n_excluded"]])
+                            + [p["x"], p["mean"], p["lo"], p["hi"], table["band"], p["n_used"], p["n_excluded"]])
     ax.set_xscale(xscale)
     ax.set_yscale(yscale)
     ax.set_xlabel(SYMBOL.get(x, x))
@@ -383,7 +384,7 @@ def _draw_lines(table, out, name, xscale, yscale, dpi, csv_path) -> list[str]:
     ax.set_title(f"{metric} against {x}  ({os.path.basename(os.path.dirname(os.path.abspath(csv_path))) or csv_path})")
     seeds = table["seeds"]
     _footnote(fig, f"Lines: mean of {metric} over the seeds ({len(seeds)} seed(s)) of each point; band: "
-                   f"{band_name}; {_exclusion_text(table)}. x axis {xscale}, y axis {yscale}. "
+                   f"{band_text}; {_exclusion_text(table)}. x axis {xscale}, y axis {yscale}. "
                    f"Source: {csv_path}.")
     return _save(fig, out, name, header, out_rows, dpi)
 
