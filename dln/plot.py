@@ -450,16 +450,26 @@ def _run_label(meta: dict) -> str:
     return text + ("\n" + ", ".join(hp) if hp else "")
 
 
-def plotted_points(t: np.ndarray, log_time: bool) -> np.ndarray:
-    """Indices of the points of one run that are drawn: t strictly increasing (a stopped run
-    repeats its last point while its batch goes on), and t > 0 on a log time axis."""
+#: A point whose |ln(u⊙v)| exceeds this is not drawn: twice the integrators' divergence threshold
+#: |ln u| > 300 (dln.integrate), so only the state of a run that has already diverged.
+LOG_C_MAX = 600.0
+
+
+def plotted_points(traj, i: int, log_time: bool) -> np.ndarray:
+    """Indices of the points of run i that are drawn: t strictly increasing (a stopped run repeats
+    its last point while its batch goes on), t > 0 on a log time axis, and a finite state (loss,
+    β finite, |ln(u⊙v)| ≤ LOG_C_MAX): a diverged run is drawn up to its last finite state."""
+    t = traj.t[:, i]
+    with np.errstate(invalid="ignore"):
+        finite = (np.isfinite(t) & np.isfinite(traj.loss[:, i]) & np.isfinite(traj.beta[:, i]).all(axis=1)
+                  & (np.abs(traj.log_c[:, i]) <= LOG_C_MAX).all(axis=1))
     keep = []
     last = -math.inf
-    for i, ti in enumerate(t):
-        if not np.isfinite(ti) or ti <= last or (log_time and ti <= 0):
+    for k, tk in enumerate(t):
+        if not finite[k] or tk <= last or (log_time and tk <= 0):
             continue
-        keep.append(i)
-        last = ti
+        keep.append(k)
+        last = tk
     return np.asarray(keep, dtype=int)
 
 
@@ -515,6 +525,41 @@ def _stem(path):
     return base[:-4] if base.endswith(".npz") else base
 
 
+def _log_if_positive(ax, values):
+    """A log y axis when some drawn value is positive (matplotlib cannot log-scale nothing)."""
+    v = np.asarray(values, dtype=float)
+    if np.any(np.isfinite(v) & (v > 0)):
+        ax.set_yscale("log")
+
+
+def _draw_run(col_axes, traj, i, idx, hi, grey, what, aeff, alpha_eff, log_time, cycle, style, mcolor):
+    """One column: loss, β coordinates and α_eff of run i at the points idx."""
+    ax_l, ax_b, ax_a = col_axes
+    t = traj.t[idx, i]
+    loss = traj.loss[idx, i]
+    ax_l.plot(t, np.where(loss > 0, loss, np.nan), color=mcolor)
+    _log_if_positive(ax_l, loss)
+    for c in grey:
+        ax_b.plot(t, traj.beta[idx, i, c], color=style.NEUTRAL, lw=0.6)
+    for n_c, c in enumerate(hi):
+        ax_b.plot(t, traj.beta[idx, i, c], color=cycle[n_c % len(cycle)], lw=1.3, label=f"i={c}" if n_c < 10 else None)
+    if alpha_eff == "coords":
+        for c in grey:
+            ax_a.plot(t, aeff[idx, i, c], color=style.NEUTRAL, lw=0.6)
+        for n_c, c in enumerate(hi):
+            ax_a.plot(t, aeff[idx, i, c], color=cycle[n_c % len(cycle)], lw=1.3)
+    else:
+        a = aeff[idx, i, :]
+        ax_a.fill_between(t, a.min(axis=1), a.max(axis=1), color=mcolor, alpha=0.18, lw=0, label="min–max over i")
+        ax_a.plot(t, a.mean(axis=1), color=mcolor, label="mean over i")
+        ax_a.legend(fontsize=6)
+    _log_if_positive(ax_a, aeff[idx, i, :])
+    for ax in col_axes:
+        ax.set_xscale("log" if log_time else "linear")
+    if len(hi) <= 10:
+        ax_b.legend(title=what, fontsize=6, title_fontsize=6, ncol=2 if len(hi) > 5 else 1)
+
+
 def _draw_trajectory(traj, runs, out, name, top, others, alpha_eff, log_time, dpi) -> list[str]:
     from figures import style
     import matplotlib.pyplot as plt
@@ -527,15 +572,12 @@ def _draw_trajectory(traj, runs, out, name, top, others, alpha_eff, log_time, dp
     per_run = []
     coords_union: set = set()
     for col, i in enumerate(runs):
-        idx = plotted_points(traj.t[:, i], log_time)
+        idx = plotted_points(traj, i, log_time)
         hi, what = highlighted(traj, i, top)
         rest = np.setdiff1d(np.arange(traj.d), hi)
         if others and rest.size:
-            with np.errstate(invalid="ignore"):
-                size = np.nanmax(np.abs(np.where(np.isfinite(traj.beta[idx][:, i, rest]),
-                                                 traj.beta[idx][:, i, rest], np.nan)), axis=0) \
-                    if idx.size else np.zeros(rest.size)
-            size = np.nan_to_num(size, nan=-1.0)
+            b = np.abs(traj.beta[idx][:, i, rest])
+            size = np.where(np.isfinite(b), b, -1.0).max(axis=0, initial=-1.0)  # a diverged run: NaN/inf
             grey = np.sort(rest[np.argsort(-size, kind="stable")[:others]])
         else:
             grey = np.array([], dtype=int)
@@ -543,41 +585,19 @@ def _draw_trajectory(traj, runs, out, name, top, others, alpha_eff, log_time, dp
         coords_union.update(shown.tolist())
         per_run.append((i, idx, hi, grey, shown, what))
         meta = traj.runs[i]
-        mcolor = _method_color(meta.get("method"), meta.get("time"), meta.get("batch_size"))
-        t = traj.t[idx, i]
-        ax_l, ax_b, ax_a = axes[0, col], axes[1, col], axes[2, col]
-        loss = traj.loss[idx, i]
-        ax_l.plot(t, np.where(loss > 0, loss, np.nan), color=mcolor)
-        ax_l.set_yscale("log")
-        title = f"run {i}: {_run_label(meta)}\nstatus {traj.status[i]}"
-        ax_l.set_title(title, fontsize=8)
-        for c in grey:
-            ax_b.plot(t, traj.beta[idx, i, c], color=style.NEUTRAL, lw=0.6)
-        for n_c, c in enumerate(hi):
-            ax_b.plot(t, traj.beta[idx, i, c], color=cycle[n_c % len(cycle)], lw=1.3,
-                      label=f"i={c}" if n_c < 10 else None)
-        if alpha_eff == "coords":
-            for c in grey:
-                ax_a.plot(t, aeff[idx, i, c], color=style.NEUTRAL, lw=0.6)
-            for n_c, c in enumerate(hi):
-                ax_a.plot(t, aeff[idx, i, c], color=cycle[n_c % len(cycle)], lw=1.3)
-        else:
-            a = aeff[idx, i, :]
-            ax_a.fill_between(t, a.min(axis=1), a.max(axis=1), color=mcolor, alpha=0.18, lw=0,
-                              label="min–max over i")
-            ax_a.plot(t, a.mean(axis=1), color=mcolor, label="mean over i")
-        ax_a.set_yscale("log")
-        for ax in (ax_l, ax_b, ax_a):
-            ax.set_xscale("log" if log_time else "linear")
-        ax_a.set_xlabel("$t$" if meta.get("time") != "discrete" else r"$t$ = steps$\cdot\eta$")
+        col_axes = axes[:, col]
+        col_axes[0].set_title(f"run {i}: {_run_label(meta)}\nstatus {traj.status[i]}", fontsize=8)
+        col_axes[2].set_xlabel("$t$" if meta.get("time") != "discrete" else r"$t$ = steps$\cdot\eta$")
         if col == 0:
-            ax_l.set_ylabel(r"training loss $L(\beta)$")
-            ax_b.set_ylabel(r"$\beta_i$")
-            ax_a.set_ylabel(r"$\alpha_{\mathrm{eff},i} = \sqrt{u_i v_i}$")
-        if len(hi) <= 10:
-            ax_b.legend(title=what, fontsize=6, title_fontsize=6, ncol=2 if len(hi) > 5 else 1)
-        if alpha_eff == "range":
-            ax_a.legend(fontsize=6)
+            col_axes[0].set_ylabel(r"training loss $L(\beta)$")
+            col_axes[1].set_ylabel(r"$\beta_i$")
+            col_axes[2].set_ylabel(r"$\alpha_{\mathrm{eff},i} = \sqrt{u_i v_i}$")
+        if idx.size == 0:
+            for ax in col_axes:
+                ax.text(0.5, 0.5, "no finite point to draw", transform=ax.transAxes, ha="center", va="center")
+            continue
+        _draw_run(col_axes, traj, i, idx, hi, grey, what, aeff, alpha_eff, log_time, cycle, style,
+                  _method_color(meta.get("method"), meta.get("time"), meta.get("batch_size")))
     # the CSV: one row per plotted point of each run, the plotted coordinates as columns
     cols = sorted(coords_union)
     header = ["run", "run_id", "t", "loss"] + [f"beta_{c}" for c in cols]
@@ -604,7 +624,8 @@ def _draw_trajectory(traj, runs, out, name, top, others, alpha_eff, log_time, dp
     _footnote(fig, f"File {traj.path}: {traj.n_runs} run(s), {traj.n_points} recorded points ({rule}). "
                    f"Coloured: {per_run[0][5]}; grey: up to {others} other coordinates with the largest "
                    f"max_t |β_i(t)|. α_eff: {'per coordinate' if alpha_eff == 'coords' else 'min, mean, max over the d coordinates'}. "
-                   f"Time axis {'log (t > 0)' if log_time else 'linear'}; a run that stopped is drawn up to its end.")
+                   f"Time axis {'log (t > 0)' if log_time else 'linear'}; a run that stopped is drawn up to its end, a "
+                   f"diverged one up to its last finite state.")
     return _save(fig, out, name, header, rows, dpi)
 
 
@@ -637,4 +658,11 @@ def plot(path, out, **options) -> list[str]:
             raise fail(key, W, f"left unset for a {kind} (it applies to a "
                        f"{'trajectory file' if kind == 'sweep' else 'sweep'})", options[key])
     options = {k: v for k, v in options.items() if v is not None and k not in wrong}
+    if "dpi" in options:
+        from .errors import check_int
+
+        options["dpi"] = check_int("dpi", options["dpi"], W, ge=1, le=2400)
+    name = options.get("name")
+    if name is not None and (not name or os.sep in name or (os.altsep and os.altsep in name)):
+        raise fail("name", W, "a file stem without a folder (the files go to --out)", name)
     return plot_sweep(path, out, **options) if kind == "sweep" else plot_trajectory(path, out, **options)

@@ -19,7 +19,7 @@ from dln.cli import main
 from dln.plot import geometric, spans_decades
 from dln.simulate import run_batch
 from dln.sweep_io import HEADER, format_row
-from dln.trajectory import save_trajectory
+from dln.trajectory import record_runs, save_trajectory
 
 N, D, K = 10, 20, 3
 
@@ -261,6 +261,24 @@ def test_without_beta_star_the_largest_coordinates_are_highlighted(tmp_path, cap
             assert {c for c in range(D) if f"beta_{c}" in r and r[f"beta_{c}"] != ""} == top
 
 
+def test_a_diverged_run_is_drawn_up_to_its_last_finite_state(tmp_path, capsys):
+    """η = 1e300: run 0 diverges at the first step, run 1 stops at max_steps; no warning escapes
+    (filterwarnings = error) and the CSV holds run 0's initial point only (linear time)."""
+    P = dln.make_problem(n=4, d=7, k=2, seed=0)
+    res = record_runs(lambda rec: run_batch(P, "gf", alpha=np.array([1e-3, 0.5]), time="discrete",
+                                            lr=np.array([1e300, 0.1]), max_steps=20, record=rec),
+                      time="discrete", max_steps=20)
+    assert res.status.tolist() == ["diverged", "max_steps"]
+    path = save_trajectory(tmp_path / "div.npz", res)
+    for extra in ([], ["--xscale", "linear", "--alpha-eff", "range"]):
+        code, out, err = cli(capsys, ["plot", path, "--out", tmp_path, "--name", "d", *extra])
+        assert code == 0, err
+        assert "run 0 (gf) ended with status diverged" in err
+    rows = read_csv(tmp_path / "d.csv")
+    assert [float(r["t"]) for r in rows if r["run"] == "0"] == [0.0]
+    assert [float(r["t"]) for r in rows if r["run"] == "1"] == [0.1 * k for k in range(21)]
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: exit 2, one line naming the flag
 # ---------------------------------------------------------------------------------------------
@@ -279,6 +297,8 @@ def test_without_beta_star_the_largest_coordinates_are_highlighted(tmp_path, cap
     (["@traj", "--runs", "0", "0"], "'runs'"),
     (["@traj", "--top", "0"], "'top'"),
     (["@sweep", "--band", "iqr"], "--band"),
+    (["@sweep", "--dpi", "0"], "'dpi'"),
+    (["@sweep", "--name", "a/b"], "'name'"),
 ])
 def test_bad_input(sweep_dir, tmp_path, capsys, argv, flag):
     (tmp_path / "empty").mkdir()
