@@ -29,14 +29,14 @@ key                 shape / type   content
 ``beta_star``       (d,)           the ground truth, only when the data has one
 ==================  =============  ==========================================================
 
-Which points are recorded (the rule; at most about ``MAX_POINTS`` = 2000 per file):
+Which points are recorded (the rule; at most ``MAX_POINTS`` + 2 = 2002 per file):
 
 - continuous time: the initial state and every accepted step of the batch (steps adapt to the
   dynamics: dense where it is fast).  A run that has stopped repeats its last point while the
-  others go on.  With more than ``MAX_POINTS`` points, every j-th point is kept,
+  others go on.  With more than ``MAX_POINTS`` + 2 points, every j-th point is kept,
   j = ⌈(K − 1)/(MAX_POINTS − 1)⌉, plus the last.
-- discrete time: the initial state (t = 0), every k-th step and the final state, with
-  k = ⌈S/MAX_POINTS⌉ where S is the largest number of steps taken in the batch.  S is known only
+- discrete time: the initial state (t = 0), the states after steps 1, k + 1, 2k + 1, … and the
+  final state, with k = ⌈S/MAX_POINTS⌉ where S is the largest number of steps taken in the batch.  S is known only
   after the run: the batch is run with k₀ = ⌈max_steps/MAX_POINTS⌉ (which bounds memory); if that
   kept fewer than MAX_POINTS/2 points the batch is run again with k = ⌈S/MAX_POINTS⌉.  The runs are
   deterministic (seeded), so the second run is the same run; its results are the ones reported.
@@ -159,8 +159,8 @@ def record_runs(run, *, time: str, max_steps: int, max_points: int = MAX_POINTS)
 
 
 def _initial_point(result):
-    """(t, β, log_c) at t = 0 from the conserved initial coordinates (u0, v0 > 0, as every
-    dln.model.initial_state): ln u0 = (ln c0 + z0)/2, ln v0 = (ln c0 − z0)/2."""
+    """(t, β, log_c) at t = 0 from the initial coordinates kept in the Result, ln c0 = a0 + b0 and
+    z0 = a0 − b0, with u0, v0 > 0 (as dln.model.initial_state makes them)."""
     from .model import State, beta as beta_of
 
     a0 = 0.5 * (result.log_c0 + result.z0)
@@ -193,7 +193,7 @@ def path_of(result, max_points: int = MAX_POINTS) -> tuple[dict, int]:
     t, beta, log_c = (np.concatenate(x).astype(np.float64, copy=False) for x in (ts, betas, logcs))
     K = t.shape[0]
     j = 1
-    if K > max_points:
+    if K > max_points + 2:  # the initial and final points come on top of the recorded ones
         j = math.ceil((K - 1) / (max_points - 1))
         keep = np.unique(np.r_[np.arange(0, K, j), K - 1])
         t, beta, log_c = t[keep], beta[keep], log_c[keep]
