@@ -526,10 +526,15 @@ def _stem(path):
 
 
 def _log_if_positive(ax, values):
-    """A log y axis when some drawn value is positive (matplotlib cannot log-scale nothing)."""
+    """A log y axis when some drawn value is positive (matplotlib cannot log-scale nothing).  Values
+    equal to round-off (α_eff of gradient flow is conserved, docs/theory.md §2) get a range of a
+    factor 3 around them instead of an autoscaled axis that magnifies the last bits."""
     v = np.asarray(values, dtype=float)
-    if np.any(np.isfinite(v) & (v > 0)):
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size:
         ax.set_yscale("log")
+        if v.max() <= v.min() * (1.0 + 1e-9):
+            ax.set_ylim(v.min() / 3.0, v.max() * 3.0)
 
 
 def _draw_run(col_axes, traj, i, idx, hi, grey, what, aeff, alpha_eff, log_time, cycle, style, mcolor):
