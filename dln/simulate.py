@@ -46,8 +46,10 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     Validation happens here (docs/design.md §6): a hyper-parameter that does not apply to the method
     or to the time mode is an error, and so is ``variant='per-sample'`` for gf and flood (they have
     no penalty to take per example).  ``max_steps=None`` applies :data:`MAX_STEPS` of the time mode.
-    ``progress`` is passed to :func:`~dln.integrate.flow` / :func:`~dln.integrate.iterate`
-    (``progress(steps_done, running, total)``, e.g. :func:`dln.progress.step_callback`).
+    ``record`` keeps the path (``Result.trajectory``): every accepted step in continuous time; in
+    discrete time every step (True) or every k-th (an int k).  ``progress`` is passed to
+    :func:`~dln.integrate.flow` / :func:`~dln.integrate.iterate` (``progress(steps_done, running,
+    total)``, e.g. :func:`dln.progress.step_callback`).
     """
     where = "simulate"
     check_choice("time", time, TIMES, where)
@@ -82,12 +84,13 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
     cap = MAX_STEPS[time] if max_steps is None else max_steps
     if time == "flow":
-        result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=record,
+        result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=bool(record),
                       progress=progress)
     else:
         result = iterate(direction, state, lr, batch_size=batch_size,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed,
-                         loss_tol=loss_tol, max_steps=cap, record_every=1 if record else 0, progress=progress)
+                         loss_tol=loss_tol, max_steps=cap, record_every=int(record) if record else 0,
+                         progress=progress)
     if alpha is not None and u0 is None:
         result.info["alpha"] = np.broadcast_to(np.asarray(alpha, dtype=np.float64).reshape(-1) if np.ndim(alpha) <= 1
                                                and np.size(alpha) in (1, B) else np.nan, (B,))

@@ -183,6 +183,9 @@ def test_sweep_and_merge_text(tmp_path):
     assert code == 0, err
     assert_formatted(out)
     assert re.fullmatch(r"dln merge: 4/4 runs from 2 folder\(s\) -> \S+results\.csv\n", out), out
+    code, out, err = call(["plot", tmp_path / "all", "--out", tmp_path / "plots"])  # prints the files it wrote
+    assert code == 0, err
+    assert out and all((tmp_path / "plots" / p.rsplit("/", 1)[-1]).is_file() for p in out.split()), out
     code, out, err = call(["sweep", *grid, "--out", tmp_path / "one"])
     assert code == 0, err
     assert_formatted(out)

@@ -39,7 +39,8 @@ def test_debug_after_every_subcommand_is_accepted(command):
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["-V"], ["simulate", "-V"], ["simulate", *TINY, "--version"],
-                                  ["sweep", "--version"], ["check", "-V"], ["figures", "-V"], ["--debug", "-V"]])
+                                  ["sweep", "--version"], ["check", "-V"], ["figures", "-V"], ["plot", "-V"],
+                                  ["--debug", "-V"]])
 def test_version_anywhere(argv):
     code, out, err = call(argv)
     assert code == 0 and out == f"dln {__version__}\n" and err == "", (out, err)

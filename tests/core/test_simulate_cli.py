@@ -195,7 +195,8 @@ def test_json_discrete_time_with_tilted_prediction(capsys, data_file):
 
 
 def test_human_readable_summary(capsys):
-    code, out, err = run_cli(capsys, ["simulate", "--n", 5, "--d", 10, "--k", 2, "--alpha", 0.3])
+    # --quiet: a loaded machine may take over 2 s, after which a progress line goes to stderr
+    code, out, err = run_cli(capsys, ["simulate", "--n", 5, "--d", 10, "--k", 2, "--alpha", 0.3, "--quiet"])
     assert code == 0, err
     assert "status" in out and "converged" in out and "train loss" in out
     assert err == ""

@@ -91,7 +91,7 @@ def test_shards_with_mixed_worker_counts_merge_to_the_same_bytes(grid_file, refe
     ["--time", "discrete", "--lr", "0.05", "--label-noise", "0.3"],
 ], ids=["gf-flow", "sam-per-sample", "sgd", "label-noise"])
 def test_simulate_json_is_identical_for_the_same_seed(extra):
-    args = ["simulate", "--n", "5", "--d", "10", "--k", "2", "--max-steps", "60", "--json", *extra]
+    args = ["simulate", "--n", "5", "--d", "10", "--k", "2", "--max-steps", "60", "--json", "--quiet", *extra]
     outputs = []
     for seed in ("4", "4", "5"):
         code, out, err = call([*args, "--seed", seed])

@@ -267,7 +267,7 @@ def test_tiny_design_without_overflow_warning():
 # max_steps: the status says so and the last state is kept (CLI and sweep)
 # ---------------------------------------------------------------------------------------------
 def test_max_steps_status_and_last_state_through_the_cli(small_problem):
-    args = ["simulate", "--n", 6, "--d", 12, "--k", 2, "--seed", 3, "--json"]
+    args = ["simulate", "--n", 6, "--d", 12, "--k", 2, "--seed", 3, "--json", "--quiet"]  # no progress line
     for extra, kw in ((["--time", "discrete", "--lr", "0.05", "--max-steps", "7"], dict(time="discrete", lr=0.05)),
                       (["--method", "gr", "--gamma", "0.1", "--max-steps", "9"], dict(method="gr", gamma=0.1))):
         code, out, err = call([*args, *extra])
@@ -311,7 +311,7 @@ def test_worst_cases_finish_within_a_wall_clock_guard(tmp_path):
     F-GR with γ = ε = 1e3 at α = 1e-12, flooding above the initial loss, GD at η = 1e300 with a cap of
     10⁶ steps), each in its own process (two at a time) under a 60 s timeout: they finish, exit 0,
     print one JSON object with a status, and no warning."""
-    base = ["simulate", "--n", 6, "--d", 12, "--k", 2, "--json", "--max-steps", 100]
+    base = ["simulate", "--n", 6, "--d", 12, "--k", 2, "--json", "--max-steps", 100, "--quiet"]  # no progress line
     cases = [["--method", "sam", "--variant", "per-sample", "--rho", "1000"],
              ["--method", "fgr", "--variant", "per-sample", "--gamma", "1000", "--eps", "1000", "--alpha", "1e-12"],
              ["--method", "flood", "--flood-level", "1e6"],
