@@ -19,6 +19,8 @@ from .problem import Problem
 TIMES = ("flow", "discrete")
 #: threshold on |β_i| / max|β| for support recovery (precision / recall columns)
 SUPPORT_THRESHOLD = 1e-3
+#: a converged run interpolates (and is compared with the closed-form limit) when L ≤ this·L(0)
+INTERPOLATES = 1e-12
 #: per-run step cap applied when ``max_steps`` is None (flow: accepted steps; discrete: steps);
 #: ``--max-steps --help`` prints these values
 MAX_STEPS = {"flow": 20_000, "discrete": 1_000_000}
@@ -84,9 +86,10 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     for name, val in (("alpha", alpha if use_alpha else None), ("lr", lr)):
         if val is None:
             continue
-        val = check_real(name, val, method if name == "alpha" else where, gt=0.0)
+        if name == "alpha":
+            val = check_real(name, val, method, gt=0.0)  # lr: checked by iterate
         if np.ndim(val) > 1:
-            raise fail(name, method if name == "alpha" else where, "a scalar or a vector with one value per run "
+            raise fail(name, method if name == "alpha" else "iterate", "a scalar or a vector with one value per run "
                        "(shape (B,))" + ("; a per-coordinate alpha is u0 = v0 = alpha" if name == "alpha" else ""),
                        f"shape {np.shape(val)}")
         sizes.add(np.size(val) if np.ndim(val) == 1 else 1)
@@ -124,10 +127,17 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
 def predict_run(result: Result, i: int):
     """The closed-form limit for run i: argmin φ_c − ⟨z0 − 2Φ, β⟩ over Xβ = y with the run's
     measured c = |u⊙v| (docs/theory.md §4 lemma; Φ = 0 in continuous time), or None where no exact
-    prediction applies (depth D ≥ 3, runs that did not converge)."""
+    prediction applies (depth D ≥ 3, runs that did not converge, and converged runs that do not
+    interpolate: L > INTERPOLATES·L(0), e.g. flooding at its level, or a regularized run whose u⊙v
+    collapsed to a stationary point with a loss > 0)."""
     if result.direction.D != 2 or result.status[i] != "converged":
         return None
     P = result.direction.problem
+    a0 = 0.5 * (result.log_c0[i] + result.z0[i])
+    b0 = 0.5 * (result.log_c0[i] - result.z0[i])
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not result.loss[i] <= INTERPOLATES * P.loss(np.exp(2 * a0) - np.exp(2 * b0)):
+            return None
     z0 = mirror_tilt(result, i)
     return mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
 

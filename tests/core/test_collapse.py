@@ -170,6 +170,8 @@ def test_collapsed_flow_stops_at_its_stationary_loss():
     assert res.status[0] == "converged" and res.steps[0] + res.rejected[0] < 300
     L0 = P.loss(np.zeros(P.d))
     assert res.loss[0] > 0.5 * L0 and np.max(res.log_c[0]) < -40  # collapsed, not interpolating
+    rec = records(res)[0]  # no interpolator to compare with: no closed-form prediction
+    assert rec["_prediction"] is None and rec["prediction_rel_error"] is None
     more = flow(res.direction, res.state, rtol=1e-7, t_max=res.t[0], max_steps=3000)
     assert abs(more.loss[0] / res.loss[0] - 1) < 1e-6
     assert np.linalg.norm(more.beta[0] - res.beta[0]) <= 1e-5 * np.linalg.norm(res.beta[0])
