@@ -107,7 +107,8 @@ def uv_gain(u, v, u0):
 
 def assert_gain(gain, ref):
     """≤ 1e-12 relative, except for the reference's own round-off: it forms u − v by cancellation, which
-    loses a factor |u/(u − v)| ~ e^{2·gain} (measured: 5e-12 at a gain of 3.6 after 300 SGD steps)."""
+    loses a factor |u/(u − v)| ~ e^{2·gain} (measured: 5e-12 at a gain of 3.6 after 300 SGD steps;
+    at 1-SAM ρ_P = 0.1 the float64 loop is 1.5e-11 off a 40-digit run of itself, dln 5e-15)."""
     bound = TOL * np.abs(ref) + 1e-14 * np.sqrt(K) * np.exp(2 * np.abs(ref))
     assert np.all(np.abs(gain - ref) <= bound), np.max(np.abs(gain - ref) / bound)
 
