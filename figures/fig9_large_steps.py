@@ -125,17 +125,20 @@ def plot(recs):
                        xs[show][part], mean[part], s=30, facecolor="white", edgecolor=color(meth), zorder=4,
                        label=None if partial_labelled else "open marker: some seeds did not converge")
             partial_labelled = True
+    vlines = []
     for key, xdiv in first_div.items():
         meth = "gd" if key == "gd" else "sgd"
-        cv.vline(ax_e, "a: test error", f"{key.upper()} first divergence or no convergence (some seed)", xdiv,
-                 color=color(meth), lw=1.0, ls=":", label=f"{key.upper()}: first η where a seed fails")
+        vlines.append(cv.vline(ax_e, "a: test error", f"{key.upper()} first divergence or no convergence (some seed)",
+                               xdiv, color=color(meth), lw=1.0, ls=":", label=f"{key.upper()}: first η where a seed fails"))
     ax_e.set_xscale("log")
     ax_e.set_yscale("log")
     ax_e.set_xlabel(r"learning rate $\eta$")
     ax_e.set_ylabel(r"test error $\|\beta_\infty - \beta^*\|_2^2$")
     ax_e.set_title("(a) large steps hurt GD and help SGD")
     lo_, hi_ = ax_e.get_ylim()
-    ax_e.set_ylim(lo_ / 5.0, hi_)  # room for the legend below the curves
+    ax_e.set_ylim(lo_ / 5.0, hi_)  # room for the legend below the curves ...
+    for ln in vlines:  # ... which the vertical markers stay out of
+        ln.set_ydata([np.log(5.0) / np.log(5.0 * hi_ / lo_), 1.0])
     ax_e.legend(loc="lower right", ncol=2, fontsize=8)
     # (b) q_E(x) with the observed per-step |x| of large-step GD
     xx = np.linspace(0.0, 2.0, 401)
