@@ -245,7 +245,8 @@ class Canvas:
         return art
 
     def legend_axes(self, axes):
-        """Replace the axes ``axes`` (one row of the grid) by one blank axes for a legend."""
+        """Replace the axes ``axes`` (one row of the grid) by one axes across the row, blank (for a
+        legend; ``ax.axis("on")`` for a wide panel)."""
         gs = axes[0].get_subplotspec()
         for ax in axes:
             ax.remove()

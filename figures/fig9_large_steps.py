@@ -89,12 +89,11 @@ def compute(quick: bool = False) -> list[dict]:
 def plot(recs):
     m = C.meta(recs)
     seeds = tuple(m["seeds"])
-    cv = C.Canvas(NAME, 2, 2, figsize=(10.0, 8.4), title=TITLE)
-    gs = cv.axes[0, 0].get_gridspec()
-    for ax in cv.axes[0]:
-        ax.remove()
-    ax_e = cv.fig.add_subplot(gs[0, :])  # (a) across the top row, its legend under the data
-    ax_q, ax_x = cv.axes[1]
+    cv = C.Canvas(NAME, 3, 2, figsize=(10.0, 9.0), title=TITLE, gridspec_kw=dict(height_ratios=[1.0, 0.2, 1.0]))
+    ax_e = cv.legend_axes(cv.axes[0])  # (a) across the top row ...
+    ax_e.axis("on")
+    ax_k = cv.legend_axes(cv.axes[1])  # ... its legend in the row below
+    ax_q, ax_x = cv.axes[2]
     # (a) test error against η, up to the first divergence
     _, gf = C.table(recs, "test_error", "eta", seeds, kind="run", key="gf")
     mv, lv, hv = C.mean_band(gf[:, 0])
@@ -125,21 +124,17 @@ def plot(recs):
                        xs[show][part], mean[part], s=30, facecolor="white", edgecolor=color(meth), zorder=4,
                        label=None if partial_labelled else "open marker: some seeds did not converge")
             partial_labelled = True
-    vlines = []
     for key, xdiv in first_div.items():
         meth = "gd" if key == "gd" else "sgd"
-        vlines.append(cv.vline(ax_e, "a: test error", f"{key.upper()} first divergence or no convergence (some seed)",
-                               xdiv, color=color(meth), lw=1.0, ls=":", label=f"{key.upper()}: first η where a seed fails"))
+        cv.vline(ax_e, "a: test error", f"{key.upper()} first divergence or no convergence (some seed)", xdiv,
+                 color=color(meth), lw=1.0, ls=":", label=f"{key.upper()}: first η where a seed fails")
     ax_e.set_xscale("log")
     ax_e.set_yscale("log")
     ax_e.set_xlabel(r"learning rate $\eta$")
     ax_e.set_ylabel(r"test error $\|\beta_\infty - \beta^*\|_2^2$")
     ax_e.set_title("(a) large steps hurt GD and help SGD")
-    lo_, hi_ = ax_e.get_ylim()
-    ax_e.set_ylim(lo_ / 5.0, hi_)  # room for the legend below the curves ...
-    for ln in vlines:  # ... which the vertical markers stay out of
-        ln.set_ydata([np.log(5.0) / np.log(5.0 * hi_ / lo_), 1.0])
-    ax_e.legend(loc="lower right", ncol=2, fontsize=8)
+    ax_e.set_ylim(top=ax_e.get_ylim()[1] * 1.5)
+    ax_k.legend(*ax_e.get_legend_handles_labels(), loc="center", ncol=3, fontsize=8)
     # (b) q_E(x) with the observed per-step |x| of large-step GD
     xx = np.linspace(0.0, 2.0, 401)
     xx = xx[np.abs(np.abs(xx) - 1.0) > 1e-3]

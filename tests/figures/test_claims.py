@@ -300,31 +300,15 @@ def test_gallery_resolution(tmp_path):
     assert imread(paths[-1]).shape[1] == round(5.0 * C.GALLERY_DPI)
 
 
-def _line_points(line, per_segment=40):
-    """Display coordinates along a Line2D (segments sampled, so a line crossing a box is caught)."""
-    xy = line.get_transform().transform(np.column_stack(line.get_data()).astype(float))
-    xy = xy[np.all(np.isfinite(xy), axis=1)]
-    if len(xy) < 2:
-        return xy
-    t = np.linspace(0.0, 1.0, per_segment)[:, None, None]
-    return (xy[:-1] + t * (xy[1:] - xy[:-1])).reshape(-1, 2)
+def legends(fig):
+    return [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
 
 
-def test_fig9_legend_covers_no_data():
-    """Neither a line (sampled along its segments) nor a band (sampled over the legend box) of (a)
-    lies under its legend."""
-    ax = panel(drawn(F9), "a")
-    box = ax.get_legend().get_window_extent()
-    for line in ax.get_lines():
-        pts = _line_points(line)
-        inside = (pts[:, 0] > box.x0) & (pts[:, 0] < box.x1) & (pts[:, 1] > box.y0) & (pts[:, 1] < box.y1)
-        assert not inside.any(), f"the legend of (a) covers {line.get_label()!r}"
-    gx, gy = np.meshgrid(np.linspace(box.x0, box.x1, 30), np.linspace(box.y0, box.y1, 12))
-    grid = np.column_stack([gx.ravel(), gy.ravel()])
-    for band in ax.collections:
-        for path in band.get_paths():
-            hit = path.transformed(band.get_transform()).contains_points(grid)
-            assert not hit.any(), f"the legend of (a) covers a band ({band.get_label()!r})"
+def test_fig9_legend_outside_the_data():
+    """The legend of (a) (nine entries) sits outside the panel, not over its curves and bands."""
+    fig = drawn(F9)
+    (legend,) = [lg for lg in legends(fig) if "SGD (batch 1)" in [t.get_text() for t in lg.get_texts()]]
+    assert not legend.get_window_extent().overlaps(panel(fig, "a").get_window_extent())
 
 
 def test_fig2_methods_differ_by_marker_where_curves_coincide():
@@ -361,9 +345,8 @@ def test_fig6_etas_distinct_ticks_and_support_legend():
 
 
 def _only_legend(fig):
-    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + fig.legends
-    assert len(legends) == 1
-    return legends[0]
+    (legend,) = legends(fig)
+    return legend
 
 
 def test_fig7_names_as_the_cli_spells_them():
