@@ -1,6 +1,6 @@
 """Command-line interface (docs/design.md §5 contract): ``dln SUBCOMMAND ...``.
 
-Subcommands: simulate, predict, sweep, merge, check, derive, figures.  User errors print one
+Subcommands: simulate, predict, sweep, merge, check, derive, figures, plot.  User errors print one
 line ``dln: error: …`` on stderr and exit with code 2 (``--debug`` re-raises instead).
 """
 from __future__ import annotations
@@ -127,7 +127,10 @@ def cmd_simulate(args) -> int:
               rho=args.rho, flood_level=args.flood_level, time=args.time or "flow", lr=args.lr,
               batch_size=args.batch_size, label_noise=args.label_noise, D=args.D, rtol=args.rtol,
               max_steps=args.max_steps, seed=args.seed)
-    rec = simulate(problem, **kw)[0]
+    if args.save_trajectory is None:
+        rec = simulate(problem, **kw)[0]
+    else:
+        rec = _simulate_saving_trajectory(problem, kw, args)
     pred = rec.pop("_prediction")
     out = {k: v for k, v in rec.items() if not k.startswith("_")}
     out["beta"] = rec["_beta"]
@@ -150,6 +153,8 @@ def cmd_simulate(args) -> int:
     if pred is not None:
         print(f"  prediction        rel. error {out['prediction_rel_error']:.2e} vs argmin phi_(u*v); "
               f"{out['prediction_theory_rel_error']:.2e} vs the integrated gain; KKT residual {pred.kkt_residual:.1e}")
+    if args.save_trajectory is not None:
+        print(f"  trajectory        {rec['_trajectory_points']} points -> {args.save_trajectory}")
     return 0
 
 
@@ -210,6 +215,7 @@ def build_parser() -> Parser:
     add_data_arguments(s)
     add_method_arguments(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_save_trajectory_flag(s)
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("predict", help="closed-form prediction for data and alpha")
@@ -227,7 +233,90 @@ def build_parser() -> Parser:
 
     for name in ("sweep", "merge", "check", "figures"):
         _register_optional(sub, name)
+    _add_plot_parser(sub)
     return p
+
+
+# ---------------------------------------------------------------------------------------------
+# trajectories (simulate --save-trajectory) and `dln plot`
+# ---------------------------------------------------------------------------------------------
+def _add_save_trajectory_flag(p):
+    p.add_argument("--save-trajectory", dest="save_trajectory", metavar="FILE.npz", default=None,
+                   help="record the path and save it in the dln-trajectory/1 format (read by dln.load_trajectory; "
+                        "plot it with dln plot FILE.npz)")
+
+
+def _simulate_saving_trajectory(problem, kw: dict, args) -> dict:
+    """``simulate`` with the path recorded by dln.trajectory's rule and saved to --save-trajectory;
+    returns the run's record (the same keys as ``dln.simulate.simulate``)."""
+    import time
+
+    from .simulate import records, run_batch
+    from .trajectory import record_runs, trajectory_arrays, write_trajectory
+
+    target = args.save_trajectory
+    folder = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise DLNError(f"The '--save-trajectory' flag must be a file path in an existing, writable folder. "
+                       f"Got {target!r} instead.")
+    cap = kw["max_steps"] if kw["max_steps"] is not None else (20_000 if kw["time"] == "flow" else 1_000_000)
+    t0 = time.perf_counter()
+    result = record_runs(lambda rec: run_batch(problem, record=rec, **kw), time=kw["time"], max_steps=cap)
+    rec = records(result, wall_time=time.perf_counter() - t0)[0]
+    spec = dict(problem.meta, data=args.data, n=problem.n, d=problem.d,
+                seed=None if args.data is not None else args.seed, time=kw["time"], depth=kw["D"])
+    arrays = trajectory_arrays(result, runs=[{**rec, **spec}])
+    write_trajectory(target, arrays)
+    rec["_trajectory_points"] = int(arrays["t"].shape[0])
+    return rec
+
+
+def _add_plot_parser(sub):
+    """Register ``dln plot PATH --out DIR`` (docs/design.md §5)."""
+    p = sub.add_parser("plot", help="plot a sweep folder's results.csv or a trajectory file: PNG + PDF + CSV",
+                       description="PATH is a sweep folder (or its results.csv): a metric against a swept parameter, "
+                                   "mean over seeds with a band (or with --y a heatmap over two swept parameters); "
+                                   "or a trajectory file (dln simulate --save-trajectory, dln sweep "
+                                   "--save-trajectories): loss, beta and alpha_eff against time. Each plot is "
+                                   "NAME.png, NAME.pdf and NAME.csv (the plotted numbers) in --out.")
+    p.add_argument("path", metavar="PATH", help="sweep folder, results.csv, or trajectory .npz")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    p.add_argument("--name", default=None, help="file stem (default from the plot: e.g. test_error_vs_alpha)")
+    p.add_argument("--dpi", type=_int, default=100, help="PNG resolution (default 100)")
+    p.add_argument("--xscale", choices=("auto", "linear", "log"), default=None,
+                   help="sweep: log when the values are geometric (auto); trajectory: log time (auto) or linear")
+    g = p.add_argument_group("sweep")
+    g.add_argument("--metric", default=None, help="numeric results.csv column (default test_error)")
+    g.add_argument("--x", default=None, help="swept parameter on the x axis (default: the one with the most values)")
+    g.add_argument("--y", default=None, help="second swept parameter: a heatmap (one panel per method/variant)")
+    g.add_argument("--band", choices=("minmax", "std"), default=None,
+                   help="band over seeds: min-max (default) or mean +- std")
+    g.add_argument("--all-runs", dest="all_runs", action="store_true",
+                   help="average every run with a finite value (default: converged runs only)")
+    g.add_argument("--yscale", choices=("auto", "linear", "log"), default=None,
+                   help="metric axis / colour scale (auto: log when positive and spanning > 2 decades)")
+    t = p.add_argument_group("trajectory")
+    t.add_argument("--runs", type=_int, nargs="+", default=None, metavar="I",
+                   help="runs of the file to plot, one column each (default: the first 4)")
+    t.add_argument("--top", type=_int, default=None,
+                   help="without beta* in the file: highlight the K largest coordinates (default 5)")
+    t.add_argument("--others", type=_int, default=None,
+                   help="grey coordinates besides the highlighted ones (default 20)")
+    t.add_argument("--alpha-eff", dest="alpha_eff", choices=("coords", "range"), default=None,
+                   help="alpha_eff per coordinate (default) or min/mean/max over coordinates")
+    p.set_defaults(func=cmd_plot)
+    return p
+
+
+def cmd_plot(args) -> int:
+    from .plot import plot
+
+    options = {k: getattr(args, k) for k in ("metric", "x", "y", "band", "yscale", "runs", "top", "others",
+                                             "alpha_eff", "xscale", "name", "dpi")}
+    options["all_runs"] = args.all_runs or None
+    for path in plot(args.path, args.out, **options):
+        print(path)
+    return 0
 
 
 def _register_optional(sub, name):

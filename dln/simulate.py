@@ -31,7 +31,8 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     """Run one method on a batch: hyper-parameters may be scalars or per-run arrays of equal length.
 
     Validation happens here (docs/design.md §6): a hyper-parameter that does not apply to the method
-    or to the time mode is an error.
+    or to the time mode is an error.  ``record`` keeps the path (``Result.trajectory``): every
+    accepted step in continuous time; in discrete time every step (True) or every k-th (an int k).
     """
     where = "simulate"
     check_choice("time", time, TIMES, where)
@@ -63,12 +64,12 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
     if time == "flow":
         result = flow(direction, state, rtol=rtol, loss_tol=loss_tol,
-                      max_steps=20_000 if max_steps is None else max_steps, record=record)
+                      max_steps=20_000 if max_steps is None else max_steps, record=bool(record))
     else:
         result = iterate(direction, state, lr, batch_size=batch_size,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed,
                          loss_tol=loss_tol, max_steps=1_000_000 if max_steps is None else max_steps,
-                         record_every=1 if record else 0)
+                         record_every=int(record) if record else 0)
     if alpha is not None and u0 is None:
         result.info["alpha"] = np.broadcast_to(np.asarray(alpha, dtype=np.float64).reshape(-1) if np.ndim(alpha) <= 1
                                                and np.size(alpha) in (1, B) else np.nan, (B,))

@@ -35,8 +35,6 @@ import sys
 import time as _time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-import numpy as np
-
 from .errors import DLNError, fail
 from .grid import FORMAT, GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize
 from .sweep_io import (
@@ -103,7 +101,9 @@ def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False
     resume : bool
         Complete the sweep in ``out`` (same grid), skipping its finished runs.
     save_trajectories : bool
-        Write ``trajectories/chunk-XXXXX.npz`` per batch (final β, α_eff and the path).
+        Write ``trajectories/chunk-XXXXX.npz`` per batch: the recorded paths of its runs in the
+        ``dln-trajectory/1`` format (:mod:`dln.trajectory`, read by ``dln.load_trajectory``), each
+        run carrying the ``run`` and ``run_id`` of its row of results.csv.
     depth, rtol, max_steps, root_seed, chunk_size :
         Solver depth D (2), flow tolerance (DEFAULT_RTOL), per-run step cap, root seed entropy (0), runs per batch (32).
 
@@ -197,10 +197,10 @@ def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, comm
         j = res["chunk"]
         members = plan.chunks[j]
         if save_trajectories and out is not None:
-            tpath = os.path.join(out, "trajectories", f"chunk-{j:05d}.npz")
-            tmp = tpath + f".tmp-{os.getpid()}.npz"
-            np.savez(tmp, run_id=np.asarray([plan.runs[i]["run_id"] for i in members]), **res["arrays"])
-            os.replace(tmp, tpath)
+            from .trajectory import write_trajectory
+
+            write_trajectory(os.path.join(out, "trajectories", f"chunk-{j:05d}.npz"), res["arrays"],
+                             runs=[dict(plan.runs[i], depth=plan.settings["depth"]) for i in members])
         wall = res["wall"] / len(members)
         text = []
         diverged = 0
