@@ -89,10 +89,12 @@ def label(method: str, variant: str | None = None) -> str:
 
     The SAM methods are spelled as on the command line, with the papers' name in brackets:
     ``usam, full (n-SAM)``, ``usam, per-sample (1-SAM)``, ``sam, full (normalised SAM)``
-    (``--method usam|sam --variant full|per-sample``, docs/theory.md §8).
+    (``--method usam|sam --variant full|per-sample``, docs/theory.md §8); without a variant,
+    ``usam (un-normalised SAM)`` / ``sam (normalised SAM)``.
     """
     if method in ("usam", "sam"):
-        variant = variant or "full"
+        if variant is None:  # the variant is not known (or not varied): no paper name
+            return f"{method} ({'un-normalised' if method == 'usam' else 'normalised'} SAM)"
         return f"{method}, {variant} ({SAM_ALIASES[method, variant]})"
     base = METHOD_LABELS[method]
     if variant in ("full", "per-sample"):
