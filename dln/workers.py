@@ -108,7 +108,7 @@ def run_task(task: dict, record: bool = False) -> dict:
     from .integrate import iterate
     from .methods import make
     from .model import initial_state
-    from .simulate import records, run_batch
+    from .simulate import MAX_STEPS, records, run_batch
     from .trajectory import record_runs, trajectory_arrays
 
     P = _problem(task["problem"], task["data_seed"])
@@ -133,12 +133,12 @@ def run_task(task: dict, record: bool = False) -> dict:
             seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
             res = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64), batch_size=task["batch_size"],
                           label_noise=task["label_noise"] or 0.0, seeds=seeds,
-                          max_steps=1_000_000 if max_steps is None else max_steps,
+                          max_steps=MAX_STEPS["discrete"] if max_steps is None else max_steps,
                           record_every=int(rec) if rec else 0)
             res.info["alpha"] = alpha
             return res
     if record:
-        cap = max_steps if max_steps is not None else (20_000 if task["time"] == "flow" else 1_000_000)
+        cap = max_steps if max_steps is not None else MAX_STEPS[task["time"]]
         result = record_runs(run, time=task["time"], max_steps=cap)
     else:
         result = run()
