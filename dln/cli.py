@@ -384,7 +384,8 @@ def cmd_derive(args) -> int:
         print(render(der, latex=args.latex))
         ok = bool(der.check())
         failed += not ok
-        print(f"check: {'PASS' if ok else 'FAIL'}\n")
+        # in LaTeX mode every non-formula line is a comment, so the whole output can be pasted
+        print(f"{'% ' if args.latex else ''}check: {'PASS' if ok else 'FAIL'}\n")
     return 1 if failed else 0
 
 
