@@ -68,7 +68,7 @@ def limit() -> tuple[float, str]:
     machine = _machine_bytes()
     if machine is None:  # pragma: no cover
         return float("inf"), "unknown machine memory"
-    return 0.8 * machine, f"80% of this machine's {human(machine)}; set {ENV} to change it"
+    return 0.8 * machine, f"80% of this machine's {human(machine)}: set {ENV} to change it"
 
 
 def human(nbytes: float) -> str:
@@ -83,8 +83,8 @@ def check(nbytes: float, name: str, where: str, what: str, value):
     if ``nbytes`` exceeds the limit."""
     cap, source = limit()
     if nbytes > cap:
-        raise fail(name, where, f"small enough to fit in memory ({what} need about {human(nbytes)}; the limit is "
-                   f"{human(cap)}: {source})", value)
+        raise fail(name, where, f"small enough to fit in memory ({what}: about {human(nbytes)}; the limit is "
+                   f"{human(cap)}, {source})", value)
 
 
 def problem_bytes(n: int, d: int, n_test: int = 0) -> float:

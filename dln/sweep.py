@@ -37,9 +37,11 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import numpy as np
 
+from . import memory
 from .errors import DLNError, fail
 from .grid import GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize, _parse_shard
 from .lock import acquire, holder
+from .problem import default_n_test
 from .sweep_io import (
     COLUMNS, METRIC_COLUMNS, _Appender, _atomic_write, _config, format_row, _now, parse_line, plan_identity,
     _prepare_out, _read_config, read_results, remove_temporary_files, row_identity, _versions, _write_sorted,
@@ -137,8 +139,31 @@ def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False
     if workers is None:
         workers = _default_workers()
     workers = _integer("workers", workers, ge=1)
+    _check_memory(plan, workers)
     return _execute(plan, out=out, workers=workers, resume=resume, save_trajectories=save_trajectories,
                     quiet=quiet, command=command)
+
+
+def _check_memory(plan: Plan, workers: int):
+    """The largest batch (with its data) times the batches that run at once, plus the plan, must fit
+    in memory (:mod:`dln.memory`); checked before anything runs or is written."""
+    worst, shape = 0.0, None
+    for j in plan.shard_chunks:
+        run = plan.runs[plan.chunks[j][0]]
+        n, d, B = run["n"], run["d"], len(plan.chunks[j])
+        n_test = default_n_test(n, d) if run["data"] is None else 0
+        need = memory.batch_bytes(B, n, d) + memory.problem_bytes(n, d, n_test)
+        if need > worst:
+            worst, shape = need, (B, n, d)
+    if shape is None:
+        return
+    base = len(plan.runs) * memory.BYTES_PER_RUN
+    B, n, d = shape
+    name, value = ("chunk_size", plan.settings["chunk_size"]) if B > 1 else ("d", d)
+    memory.check(base + worst, name, W, f"a batch of {B} run(s) at n = {n}, d = {d}", value)
+    parallel = min(workers, len(plan.shard_chunks))
+    memory.check(base + parallel * worst, "workers", W,
+                 f"{parallel} batches of {B} run(s) at n = {n}, d = {d} at once", workers)
 
 
 def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, command) -> list[dict]:
