@@ -78,12 +78,14 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
 def predict_run(result: Result, i: int):
     """The closed-form limit for run i: argmin φ_c − ⟨z0 − 2Φ, β⟩ over Xβ = y with the run's
     measured c = |u⊙v| (docs/theory.md §4 lemma; Φ = 0 in continuous time), or None where no exact
-    prediction applies (depth D ≥ 3, runs that did not converge)."""
+    prediction applies (depth D ≥ 3, runs that did not converge, and y outside range(X): no β
+    interpolates, the run converges to a least-squares point and the prediction does not exist)."""
     if result.direction.D != 2 or result.status[i] != "converged":
         return None
     P = result.direction.problem
     z0 = result.z0[i] - 2.0 * result.tilt[i]
-    return mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
+    pred = mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
+    return None if pred.status == "infeasible" else pred
 
 
 def _rel(x, ref):
