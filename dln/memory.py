@@ -10,8 +10,8 @@ The estimates are upper bounds fitted to tracemalloc peaks (float64 throughout):
 - data (:func:`problem_bytes`): X (n × d), a held-out set (n_test × d), and the generator's
   temporaries;
 - one batch of B runs of the flow or of the discrete maps (:func:`batch_bytes`): about 100 arrays
-  of shape (B, d) (state, stages, gains, Newton iterates), the n × n Woodbury matrices of each run,
-  and the blocked products X·diag(w)·Xᵀ (at most 4·10⁶ entries at a time);
+  of shape (B, d) (state, stages, gains, Newton iterates) and, for the flow, the n × n Woodbury
+  matrices of each run and the blocked products X·diag(w)·Xᵀ (at most 4·10⁶ entries at a time);
 - a sweep's plan and records (:data:`BYTES_PER_RUN` per run).
 """
 from __future__ import annotations
@@ -92,6 +92,16 @@ def problem_bytes(n: int, d: int, n_test: int = 0) -> float:
     return 8.0 * 2 * (n + n_test) * d
 
 
-def batch_bytes(B: int, n: int, d: int) -> float:
-    """Peak bytes of one batch of B runs on an n × d problem (flow or discrete maps)."""
-    return 8.0 * (100.0 * B * d + 6.0 * B * n * n + 2.0 * min(B * n * d, 4_000_000) + n * d)
+def batch_bytes(B: int, n: int, d: int, flow: bool = True) -> float:
+    """Peak bytes of one batch of B runs on an n × d problem: the flow keeps three n × n Woodbury
+    matrices per run (docs/design.md §3), the discrete maps none."""
+    woodbury = 6.0 * B * n * n + 2.0 * min(B * n * d, 4_000_000) if flow else 0.0
+    return 8.0 * (100.0 * B * d + woodbury + n * d)
+
+
+def check_batch(B: int, n: int, d: int, flow: bool, where: str):
+    """:func:`check` for a batch of B runs, naming n or d, whichever weighs more."""
+    by_n = 6.0 * B * n * n if flow else 0.0
+    name, value = ("n", n) if by_n > 100.0 * B * d else ("d", d)
+    check(batch_bytes(B, n, d, flow), name, where,
+          f"{'a flow' if flow else 'discrete steps'} of {B} run(s) at n = {n}, d = {d}", value)

@@ -185,7 +185,7 @@ def make_problem(n: int = 40, d: int = 100, k: int = 5, noise: float = 0.0, desi
     Raises
     ------
     DLNError
-        For invalid values, or when the data and one run would not fit in memory (:mod:`dln.memory`).
+        For invalid values, or when the data would not fit in memory (:mod:`dln.memory`).
     """
     where = "make_problem"
     n = check_int("n", n, where, ge=1)
@@ -199,8 +199,8 @@ def make_problem(n: int = 40, d: int = 100, k: int = 5, noise: float = 0.0, desi
     if rho >= 1:
         raise fail("rho", where, "< 1", rho)
     n_test = default_n_test(n, d) if n_test is None else check_int("n_test", n_test, where, ge=0)
-    memory.check(memory.problem_bytes(n, d, n_test) + memory.batch_bytes(1, n, d), "d", where,
-                 f"the data (n = {n}, d = {d}, {n_test} test rows) and one run", d)
+    memory.check(memory.problem_bytes(n, d, n_test), "d" if d >= n else "n", where,
+                 f"the data (n = {n}, d = {d}, {n_test} test rows)", d if d >= n else n)
     rng = _rng(seed)
     support = np.sort(rng.choice(d, size=k, replace=False))
     beta_star = np.zeros(d)
@@ -324,29 +324,31 @@ def _content_lines(fh):
 
 def _csv_layout(path) -> tuple[int, int]:
     """Apply the header rule of :func:`load_problem`: (lines to skip, fields per line)."""
-    lines = _content_lines(_open_text(path))
-    try:
-        first = next(lines, None)
-        if first is None:
-            raise _csv_error(path, "line 1", "the file holds no samples (it is empty)")
-        lineno, fields = first
-        numeric = [_is_number(f) for f in fields]
-        if all(numeric):
-            if len(fields) >= 2 and fields == [str(i) for i in range(len(fields))]:
-                raise _csv_error(path, f"line {lineno}", f"{','.join(fields)} is ambiguous: {_PANDAS_HINT['default']}")
-            return 0, len(fields)
-        if any(numeric):
-            k = numeric.index(False) if "" not in fields else fields.index("")
-            hint = f" ({_PANDAS_HINT['index']})" if fields[0] == "" else ""
-            raise _csv_error(path, f"line {lineno}", f"field {k + 1} {fields[k]!r} is not a number{hint}")
-        if "" in fields:
-            hint = _PANDAS_HINT["index"] if fields[0] == "" else "every column needs a name"
-            raise _csv_error(path, f"line {lineno}", f"the header has an empty name ({hint})")
-        if next(lines, None) is None:
-            raise _csv_error(path, f"line {lineno}", "the file holds a header and no samples")
-        return lineno, len(fields)
-    finally:
-        lines.close()
+    with _open_text(path) as fh:
+        return _csv_layout_of(path, _content_lines(fh))
+
+
+def _csv_layout_of(path, lines) -> tuple[int, int]:
+    """:func:`_csv_layout` on the content lines (line number, fields) of ``path``."""
+    first = next(lines, None)
+    if first is None:
+        raise _csv_error(path, "line 1", "the file holds no samples (it is empty)")
+    lineno, fields = first
+    numeric = [_is_number(f) for f in fields]
+    if all(numeric):
+        if len(fields) >= 2 and fields == [str(i) for i in range(len(fields))]:
+            raise _csv_error(path, f"line {lineno}", f"{','.join(fields)} is ambiguous: {_PANDAS_HINT['default']}")
+        return 0, len(fields)
+    if any(numeric):
+        k = numeric.index(False) if "" not in fields else fields.index("")
+        hint = f" ({_PANDAS_HINT['index']})" if fields[0] == "" else ""
+        raise _csv_error(path, f"line {lineno}", f"field {k + 1} {fields[k]!r} is not a number{hint}")
+    if "" in fields:
+        hint = _PANDAS_HINT["index"] if fields[0] == "" else "every column needs a name"
+        raise _csv_error(path, f"line {lineno}", f"the header has an empty name ({hint})")
+    if next(lines, None) is None:
+        raise _csv_error(path, f"line {lineno}", "the file holds a header and no samples")
+    return lineno, len(fields)
 
 
 def _open_text(path):

@@ -12,6 +12,7 @@ import numpy as np
 
 from analysis.predict import mirror_argmin
 
+from . import memory
 from . import methods as _methods
 from .errors import check_choice, check_real, fail
 from .integrate import DEFAULT_RTOL, Result, flow, iterate
@@ -61,6 +62,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
                               alpha=np.repeat(alpha[:, None], problem.d, axis=1) if per_run else alpha)
     else:
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
+    memory.check_batch(B, problem.n, problem.d, time == "flow", where)
     if time == "flow":
         result = flow(direction, state, rtol=rtol, loss_tol=loss_tol,
                       max_steps=20_000 if max_steps is None else max_steps, record=record)

@@ -152,7 +152,7 @@ def _check_memory(plan: Plan, workers: int):
         run = plan.runs[plan.chunks[j][0]]
         n, d, B = run["n"], run["d"], len(plan.chunks[j])
         n_test = default_n_test(n, d) if run["data"] is None else 0
-        need = memory.batch_bytes(B, n, d) + memory.problem_bytes(n, d, n_test)
+        need = memory.batch_bytes(B, n, d, run["time"] == "flow") + memory.problem_bytes(n, d, n_test)
         if need > worst:
             worst, shape = need, (B, n, d)
     if shape is None:
