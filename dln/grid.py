@@ -209,7 +209,7 @@ def load_grid(path) -> list[dict]:
     if not os.path.isfile(path):
         raise fail("grid", W, "an existing JSON file", path)
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows editors) is not JSON
             raw = json.load(fh, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
         raise fail("grid", W, "a JSON file that gives each key once per object", f"{exc.args[0]!r} twice in {path}") from None

@@ -208,10 +208,7 @@ def _open_folder(plan: Plan, out, *, resume, save_trajectories, command, workers
         if cfg.get("shard") != plan.shard_label:
             raise fail("shard", W, f"the folder's shard ({cfg.get('shard') or 'none'}) to --resume it",
                        plan.shard_label)
-        if (cfg["n_runs"], cfg["n_chunks"]) != (len(plan.runs), len(plan.chunks)):
-            raise fail("out", W, "a folder whose config.json is the one dln sweep wrote",
-                       f"{cfg_path}: n_runs {cfg['n_runs']} and n_chunks {cfg['n_chunks']} contradict its fingerprint "
-                       f"({len(plan.runs)} runs in {len(plan.chunks)} batches)")
+        _check_counts(cfg, plan, cfg_path, "out", W)
     ex = None
     if has_results:
         ex = read_results(path, plan_identity(plan, _shard_runs(plan)) if has_cfg else None)
@@ -241,6 +238,14 @@ def _open_folder(plan: Plan, out, *, resume, save_trajectories, command, workers
     if save_trajectories:
         os.makedirs(traj, exist_ok=True)
     return lines, todo
+
+
+def _check_counts(cfg, plan: Plan, cfg_path, name, where):
+    """config.json's run and batch counts must be its grid's (the fingerprint covers the grid, not them)."""
+    if (cfg["n_runs"], cfg["n_chunks"]) != (len(plan.runs), len(plan.chunks)):
+        raise fail(name, where, "a folder whose config.json is the one dln sweep wrote",
+                   f"{cfg_path}: n_runs {cfg['n_runs']} and n_chunks {cfg['n_chunks']} contradict its fingerprint "
+                   f"({len(plan.runs)} runs in {len(plan.chunks)} batches)")
 
 
 def _shard_runs(plan: Plan):
@@ -437,6 +442,7 @@ def merge(dirs, out, *, partial: bool = False, quiet: bool = True, command=None)
             raise fail("dirs", where, "folders of one grid (same config.json fingerprint)",
                        f"{dirs[0]} ({base['fingerprint'][:12]}) and {d} ({cfg['fingerprint'][:12]})")
         if plan is not None:
+            _check_counts(cfg, plan, cfg_path, "dirs", where)
             shard = None if cfg.get("shard") is None else _parse_shard(cfg["shard"])
             view = Plan(grid=plan.grid, settings=plan.settings, runs=plan.runs, chunks=plan.chunks,
                         fingerprint=plan.fingerprint, shard=shard)
