@@ -393,7 +393,8 @@ def _load_csv(path: str) -> Problem:
     try:
         skip, width = _csv_layout(path)
         if width < 2:
-            raise fail("data", "", "a .csv with at least 2 columns (features..., label)", f"{width} column(s) in {path}")
+            raise fail("data", "", "a .csv with at least 2 columns (features..., label) separated by commas",
+                       f"{width} column(s) in {path}")
         with _open_text(path) as fh:
             table = np.loadtxt(fh, delimiter=",", skiprows=skip, ndmin=2, comments="#", dtype=np.float64)
     except UnicodeDecodeError:
