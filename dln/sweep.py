@@ -312,12 +312,13 @@ def _execute_locked(plan: Plan, *, out, workers, resume, save_trajectories, quie
             # longest first (LPT): the workers finish together; the rows are sorted at the end
             tasks.sort(key=lambda t: -_cost(t, plan))
             _run_pool(plan, tasks, workers, save_trajectories, finish, failures, progress.start)
-    except KeyboardInterrupt:
+    except BaseException as exc:  # Ctrl-C, or results.csv could not be written (disk full): the file is closed
         progress.close()
         if appender is not None:
             appender.close()
-            print(f"dln sweep: interrupted; {len(lines)} finished runs are in {path} "
-                  "(run the same command with --resume to complete it)", file=sys.stderr)
+            if isinstance(exc, KeyboardInterrupt):
+                print(f"dln sweep: interrupted; {len(lines)} finished runs are in {path} "
+                      "(run the same command with --resume to complete it)", file=sys.stderr)
         raise
     progress.close()
     if appender is not None:

@@ -292,15 +292,23 @@ class _Appender:
     """results.csv opened for appending; each chunk's rows go out in one write + flush + fsync."""
 
     def __init__(self, path):
+        self.path = path
         self.fh = open(path, "a", encoding="utf-8", newline="")
 
     def append(self, text: str):
-        self.fh.write(text)
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        try:
+            self.fh.write(text)
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        except OSError as exc:  # a full disk or a file-size limit: what was written is a torn last line
+            raise fail("out", W, "a folder where dln can write its files (free some space, then --resume)",
+                       f"{self.path} ({exc.strerror or exc})") from None
 
     def close(self):
-        self.fh.close()
+        try:
+            self.fh.close()
+        except OSError:  # the flush of a failed append: already reported
+            pass
 
 
 def _prepare_out(out, where: str = W) -> str:

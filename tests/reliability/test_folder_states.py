@@ -142,3 +142,21 @@ def test_results_csv_or_config_json_that_is_a_folder(reference, tmp_path):
     (out / "trajectories").write_text("")
     assert_user_error(*call(["sweep", *SMALL, "--save-trajectories", "--out", out]), "'out'", "trajectories")
     count("folder states: explained by an error with the fix")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_rows_that_cannot_be_appended(reference, tmp_path):
+    """results.csv stops growing in the middle of the sweep (file-size limit; a full disk is the same):
+    one line naming results.csv, the file closed, and --resume completes the sweep."""
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "dln", "sweep", *SMALL, "--out", str(out)], cwd=tmp_path,
+                         env=subprocess_env(), capture_output=True, text=True, timeout=300,
+                         preexec_fn=_limit_file_size(len(reference["config"]) + 300))
+    assert res.returncode == 2, res.stderr
+    line = res.stderr.strip()
+    assert line.startswith("dln: error: ") and "\n" not in line and "results.csv" in line and "--resume" in line, line
+    assert 0 < len(rows_without_wall(out / "results.csv")) < len(reference["rows"])
+    code, _, err = call(["sweep", *SMALL, "--resume", "--out", out])
+    assert code == 0, err
+    assert rows_without_wall(out / "results.csv") == reference["rows"]
+    count("folder states: explained by an error with the fix")
