@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory lock, one writer 
     fcntl = None
 
 LOCK_NAME = ".dln.lock"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _HELD: set = set()  # descriptors of the locks this process holds (closed in forked children)
 
 
@@ -62,7 +63,7 @@ def holder(folder) -> str | None:
     if fcntl is None:
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW)
     except OSError:
         return None  # no lock file: no writer (a writer always has one)
     try:
@@ -123,8 +124,11 @@ def acquire(folder, *, name: str, where: str, command=None) -> FolderLock:
     path = os.path.join(folder, LOCK_NAME)
     for _ in range(100):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # never through a symlink: the holder's line would overwrite whatever file it points to
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o644)
         except OSError as exc:
+            if os.path.islink(path):
+                raise fail(name, where, f"a folder whose {LOCK_NAME} is dln's lock file", f"{path} (a symlink)") from None
             raise fail(name, where, "a writable directory", f"{folder} ({exc.strerror or exc})") from None
         if fcntl is None:  # pragma: no cover
             return FolderLock(folder, fd, path)

@@ -468,12 +468,13 @@ def merge(dirs, out, *, partial: bool = False, quiet: bool = True, command=None)
     with acquire(out, name="out", where=where, command=command):
         remove_temporary_files(out)
         path, cfg_path = os.path.join(out, "results.csv"), os.path.join(out, "config.json")
-        if os.path.lexists(path) or os.path.lexists(cfg_path):
+        if os.path.lexists(path) or (os.path.lexists(cfg_path) and not _config_of(cfg_path, base)):
             raise fail("out", where, "a new or empty folder", f"{out} (it holds a sweep)")
         cfg = dict(base)
         cfg.update(command=command, created=_now(), shard=None, shard_runs=n_runs, merged_from=dirs, resumes=[],
                    versions=_versions())
-        # results.csv last: a kill before it leaves config.json alone, which --resume completes
+        # config.json first, as a sweep does: a kill between the two leaves config.json alone, which
+        # merging again (or --resume) completes
         _atomic_write(cfg_path, json.dumps(cfg, indent=2, default=str) + "\n", "out", where)
         _write_sorted(path, lines, "out", where)
     recs = [parse_line(lines[i]) for i in sorted(lines)]
@@ -482,6 +483,14 @@ def merge(dirs, out, *, partial: bool = False, quiet: bool = True, command=None)
         extra = "".join(f"; {n}" for n in notes)
         print(f"dln merge: {len(recs)}/{n_runs} runs from {len(dirs)} folder(s){note}{extra} -> {path}")
     return recs
+
+
+def _config_of(cfg_path, base) -> bool:
+    """Whether cfg_path is a sound config.json of the same grid as ``base`` (an interrupted merge's)."""
+    try:
+        return _read_config(cfg_path)["fingerprint"] == base["fingerprint"]
+    except DLNError:
+        return False
 
 
 def _rebuild_plan(cfg) -> Plan | None:

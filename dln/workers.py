@@ -160,7 +160,7 @@ def _mp_context():
     - "spawn" where neither exists.
 
     With either of the last two the workers do not import the caller's ``__main__`` (they need only
-    dln: :class:`_NoMainProcess`), so a script calling ``dln.sweep`` needs no
+    dln: :class:`_NoMainContext`), so a script calling ``dln.sweep`` needs no
     ``if __name__ == "__main__"`` guard whatever its threads.
     """
     methods = multiprocessing.get_all_start_methods()

@@ -178,3 +178,16 @@ def test_a_lock_file_that_is_not_a_file(tmp_path):
     (out / LOCK_NAME).mkdir(parents=True)
     assert_user_error(*call(["sweep", *SMALL, "--out", out]), "'out'", str(out))
     count("concurrency: second writers refused")
+
+
+def test_a_lock_file_that_is_a_symlink_is_never_followed(tmp_path):
+    """A hostile .dln.lock pointing at another file: refused, and the target is untouched (the holder's
+    line would have overwritten it)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "precious.txt"
+    target.write_text("do not touch")
+    (out / LOCK_NAME).symlink_to(target)
+    assert_user_error(*call(["sweep", *SMALL, "--out", out]), "'out'", "symlink")
+    assert target.read_text() == "do not touch"
+    count("concurrency: second writers refused")

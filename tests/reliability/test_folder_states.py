@@ -160,3 +160,23 @@ def test_rows_that_cannot_be_appended(reference, tmp_path):
     assert code == 0, err
     assert rows_without_wall(out / "results.csv") == reference["rows"]
     count("folder states: explained by an error with the fix")
+
+
+def test_an_interrupted_merge_is_merged_again(tmp_path):
+    """A merge killed between its two files leaves config.json alone: merging again completes it; a
+    folder holding another grid's config.json is still refused."""
+    shards = []
+    for k in ("1/2", "2/2"):
+        shards.append(tmp_path / f"s{k[0]}")
+        assert call(["sweep", *SMALL, "--shard", k, "--out", shards[-1]])[0] == 0
+    m = tmp_path / "m"
+    assert call(["merge", *shards, "--out", m, "--quiet"])[0] == 0
+    want = rows_without_wall(m / "results.csv")
+    os.remove(m / "results.csv")
+    assert call(["merge", *shards, "--out", m, "--quiet"])[0] == 0
+    assert rows_without_wall(m / "results.csv") == want
+    other = tmp_path / "other"
+    assert call(["sweep", *[x if x != "0.5" else "0.25" for x in SMALL], "--out", other])[0] == 0
+    os.remove(other / "results.csv")
+    assert_user_error(*call(["merge", *shards, "--out", other, "--quiet"]), "'out'", "new or empty")
+    count("folder states: resumed to the uninterrupted result")
