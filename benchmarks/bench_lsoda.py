@@ -25,6 +25,7 @@ from scipy.integrate import solve_ivp
 
 from analysis.predict import mirror_argmin
 from benchmarks import make_row, summarize
+from dln.methods import VARIANT_METHODS
 from dln.problem import make_problem
 from dln.simulate import run_batch
 
@@ -240,6 +241,8 @@ def method_table(P, alphas, variants, methods=("gf", "gr", "fgr", "bgr", "usam")
                   usam=dict(rho=RHO), gf={})
     for variant in variants:
         for m in methods:
+            if variant != "full" and m not in VARIANT_METHODS:  # gf has no per-example penalty
+                continue
             kw = dict(alpha=np.asarray(alphas, dtype=float), **params[m])
             res, w = _dln(P, m, variant, kw, rtol)
             base = [lsoda_run(X, y, make_rates(X, y, m, variant, **params[m]), float(a), rtol=rtol) for a in alphas]

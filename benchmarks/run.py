@@ -43,6 +43,7 @@ MODULES = [
     ("predict", "bench_predict", "5. Predictions: mirror_argmin vs SLSQP"),
     ("scaling", "bench_scaling", "Cost growth (B, d, n), α dependence, peak memory"),
     ("workers", "bench_workers", "Sweep workers"),
+    ("startup", "bench_startup", "Start-up: python -m dln --version vs import numpy, scipy"),
 ]
 ALIASES = {"gd": "small_step_gd", "1": "lsoda", "2": "small_step_gd", "3": "torch", "4": "flops",
            "5": "predict", "memory": "scaling", "alpha": "scaling"}

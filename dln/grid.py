@@ -37,7 +37,7 @@ import numpy as np
 from . import memory
 from .errors import check_choice, check_int, fail
 from .integrate import DEFAULT_RTOL
-from .methods import METHODS, PARAMS, VARIANTS
+from .methods import METHODS, PARAMS, VARIANT_METHODS, VARIANTS
 from .problem import DESIGNS, Problem, load_problem
 
 W = "sweep"
@@ -348,8 +348,9 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
                        f"{', '.join(methods)}", sub[name])
         if name not in sub and users:
             raise fail(name, W, f"given for {', '.join(users)} (it has no default)", None)
-    if all(m == "flood" for m in methods) and any(v != "full" for v in variants):
-        raise fail("variant", W, "'full' with flood (flooding acts on the full-batch loss)", variants)
+    if not any(m in VARIANT_METHODS for m in methods) and any(v != "full" for v in variants):
+        raise fail("variant", W, f"'full' with {', '.join(methods)} (the variant applies to "
+                   f"{', '.join(VARIANT_METHODS)})", variants)
     if depth != 2 and "per-sample" in variants:
         raise fail("variant", W, "'full' for depth D >= 3 (the per-example closed form is for D = 2)", variants)
     discrete = "discrete" in times
@@ -364,7 +365,7 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
     n_cells = 1 if "data" in sub else math.prod(len(sub.get(a, [0])) for a in DATA_AXES)
     per_time = {"flow": 1, "discrete": math.prod(len(sub.get(a, [0])) for a in DISCRETE_ONLY)}
     size = n_cells * n_seeds * len(sub.get("alpha", [0])) * sum(
-        (1 if m == "flood" else len(variants)) * sum(per_time[t] for t in times)
+        len(_variants(m, variants)) * sum(per_time[t] for t in times)
         * math.prod(len(sub[h]) for h in PARAMS[m]) for m in methods)
     if size > MAX_RUNS:
         raise fail("grid", W, f"at most {MAX_RUNS:,} runs (split it into several sweeps)", f"{size:,} runs")
@@ -413,7 +414,7 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
     for cell in cells:
         for seed in seeds:
             for method in methods:
-                for variant in (["full"] if method == "flood" else variants):
+                for variant in _variants(method, variants):
                     for time in times:
                         flow = time == "flow"
                         discrete_axes = [[None], [None], [None]] if flow else \
@@ -428,12 +429,18 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
     return runs
 
 
+def _variants(method, variants):
+    """The variants a method runs with: like a hyper-parameter, the variant reaches only the methods
+    that use it (gf and flood run once, 'full')."""
+    return variants if method in VARIANT_METHODS else ["full"]
+
+
 def _check_methods(sub, methods, variants, depth):
     tiny = Problem(np.eye(2), np.ones(2))
     from .methods import make
 
     for method in methods:
-        for variant in (["full"] if method == "flood" else variants):
+        for variant in _variants(method, variants):
             params = {h: sub[h][0] for h in PARAMS[method]}
             make(method, tiny, variant=variant, D=depth, **params)
 

@@ -243,7 +243,7 @@ def _batch_size(direction: Direction, state: State, where: str) -> int:
 def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, atol: float | None = None,
          loss_tol: float = 1e-24, stat_tol: float = 1e-10, max_steps: int = 20_000,
          t_max: float = math.inf, record: bool = False, jacobian_age: int | None = None,
-         scheme: str = "sdirk4") -> Result:
+         scheme: str = "sdirk4", progress=None) -> Result:
     """Integrate the continuous-time flow dθ/dt = −G(θ) of a batch until each run converges.
 
     A run stops with status
@@ -283,6 +283,9 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
         ``ros34pw2``: Rosenbrock-W order 3, one evaluation and one Woodbury solve per stage, no
         Newton loop — fewer evaluations at moderate α, but its stability at very large steps
         rests on the Jacobian model: per-sample GR at α = 1e-6 stalls at a loss of ~1e-16·L0.
+    progress : callable, optional
+        ``progress(steps_done, running, total)``, called once per iteration of the main loop
+        (batched steps so far, runs still running, B); it must be cheap (``dln.progress``).
 
     Returns
     -------
@@ -330,10 +333,14 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
         traj.append((t.copy(), bt, L_all.copy(), a + b))
 
     last_L = np.full(B, np.nan)
+    loop = 0
     while True:
         rows = np.flatnonzero(status == "running")
         if rows.size == 0:
             break
+        if progress is not None:
+            progress(loop, rows.size, B)
+        loop += 1
         ya, yb, yI = a[rows], b[rows], I[rows]
         R0 = F(rows, ya, yb)
         L = R0.loss
@@ -506,7 +513,8 @@ def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=
 
 def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000,
             batch_size: int | None = None, label_noise: float = 0.0, seed=0, seeds=None,
-            loss_tol: float = 1e-24, record_every: int = 0, average_from: int | None = None) -> Result:
+            loss_tol: float = 1e-24, record_every: int = 0, average_from: int | None = None,
+            progress=None) -> Result:
     """Discrete time: w ← w − η·G(w) for a batch of runs (GD is GF in discrete time).
 
     In log coordinates the step is exact and sign-aware (docs/theory.md §4 lemma, §13 item 8):
@@ -534,6 +542,8 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         Keep β every so many steps (0: no trajectory).
     average_from : int, optional
         Also return the mean of β over steps ≥ this index (``beta_mean``; label noise).
+    progress : callable, optional
+        ``progress(steps_done, running, total)``, called once per step (see :func:`flow`).
     """
     where = "iterate"
     _, max_steps, loss_tol = _check_common(where, 1.0, max_steps, loss_tol)
@@ -594,6 +604,8 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         rows = np.flatnonzero(status == "running")
         if rows.size == 0:
             break
+        if progress is not None:
+            progress(k_global, rows.size, B)
         # all runs active (the common case): slices, so that every update below is in place
         sel = slice(None) if rows.size == B else rows
         st = State(a[sel], b[sel], su[sel], sv[sel])

@@ -213,6 +213,8 @@ def make_problem(n: int = 40, d: int = 100, k: int = 5, noise: float = 0.0, desi
         X_test = _design(rng, n_test, d, design, rho, shift)
         y_test = X_test @ beta_star + noise * rng.standard_normal(n_test)
     meta = dict(n=n, d=d, k=k, noise=noise, design=design)
+    if isinstance(seed, (int, np.integer)):  # an integer seed is a record key (docs/design.md §5)
+        meta["seed"] = int(seed)
     return Problem(X, y, X_test, y_test, beta_star, meta)
 
 
@@ -259,7 +261,7 @@ def load_problem(path) -> Problem:
         raise fail("data", "", kind, f"{path} ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
     if "X" not in keys or "y" not in keys:
         raise fail("data", "", "an .npz file with arrays 'X' and 'y'", f"{path} with keys {sorted(keys)}")
-    return Problem(**arrays, meta={"data": os.path.basename(path)})
+    return Problem(**arrays, meta={"data": path})
 
 
 def _check_npz_sizes(fh, path):
@@ -408,7 +410,7 @@ def _load_csv(path: str) -> Problem:
         if bad is None:
             raise _csv_error(path, "", str(exc).replace("\n", " ")) from None
         raise _csv_error(path, f"line {bad[0]}", bad[1]) from None
-    return Problem(table[:, :-1], table[:, -1], meta={"data": os.path.basename(path)})
+    return Problem(table[:, :-1], table[:, -1], meta={"data": path})
 
 
 def save_problem(path, problem: Problem) -> None:

@@ -35,8 +35,6 @@ import sys
 import time as _time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-import numpy as np
-
 from . import memory
 from .errors import DLNError, fail
 from .grid import GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize, _parse_shard
@@ -52,37 +50,17 @@ __all__ = ["sweep", "merge", "build_plan", "read_results", "COLUMNS", "KEY_COLUM
            "add_sweep_parser", "add_merge_parser"]
 
 
-class _Progress:
-    """tqdm bar on stderr (runs, runs/s, ETA, diverged), only when stderr is a terminal.
+def _progress(total, initial, quiet):
+    """The sweep's progress (:class:`dln.progress.Progress`): a tqdm bar on a terminal or in a
+    notebook, else ``dln sweep: 37/96 runs, 0 diverged, 12.3 s elapsed, ~20 s left`` on stderr
+    every 10 s.  Started after the worker processes exist (tqdm may run a monitor thread)."""
+    from .progress import Progress
 
-    Started after the worker processes (tqdm runs a monitor thread; workers fork before it)."""
-
-    def __init__(self, total, initial, quiet):
-        self.bar = None
-        self.diverged = 0
-        self.args = dict(total=total, initial=initial)
-        self.show = not quiet and sys.stderr is not None and sys.stderr.isatty()
-
-    def start(self):
-        if self.show and self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(**self.args, unit="run", file=sys.stderr, dynamic_ncols=True, smoothing=0.05,
-                            desc="dln sweep")
-
-    def update(self, n, diverged):
-        self.diverged += diverged
-        if self.bar is not None:
-            self.bar.set_postfix(diverged=self.diverged, refresh=False)
-            self.bar.update(n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
+    return Progress("dln sweep", total, unit="run", initial=initial, quiet=quiet, counts={"diverged": 0})
 
 
 def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False, save_trajectories: bool = False,
-          quiet: bool = True, command=None, depth=None, rtol=None, max_steps=None, root_seed=None,
+          quiet: bool = False, command=None, depth=None, rtol=None, max_steps=None, root_seed=None,
           chunk_size=None, **axes) -> list[dict]:
     """Run a grid of simulations; return one record per run (the columns of results.csv), in grid order.
 
@@ -106,7 +84,12 @@ def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False
     resume : bool
         Complete the sweep in ``out`` (same grid), skipping its finished runs.
     save_trajectories : bool
-        Write ``trajectories/chunk-XXXXX.npz`` per batch (final β, α_eff and the path).
+        Write ``trajectories/chunk-XXXXX.npz`` per batch: the recorded paths of its runs in the
+        ``dln-trajectory/1`` format (:mod:`dln.trajectory`, read by ``dln.load_trajectory``), each
+        run carrying the ``run`` and ``run_id`` of its row of results.csv.
+    quiet : bool
+        No progress on stderr (a tqdm bar on a terminal or in a notebook, otherwise a status line
+        every 10 s) and no summary line at the end.
     depth, rtol, max_steps, root_seed, chunk_size :
         Solver depth D (2), flow tolerance (DEFAULT_RTOL), per-run step cap, root seed entropy (0), runs per batch (32).
 
@@ -264,7 +247,7 @@ def _execute_locked(plan: Plan, *, out, workers, resume, save_trajectories, quie
         appender = _Appender(path)
     n_before = len(lines)
     total = sum(len(plan.chunks[j]) for j in plan.shard_chunks)
-    progress = _Progress(total, n_before, quiet)
+    progress = _progress(total, n_before, quiet)
     failures = []
     t0 = _time.perf_counter()
 
@@ -272,10 +255,10 @@ def _execute_locked(plan: Plan, *, out, workers, resume, save_trajectories, quie
         j = res["chunk"]
         members = plan.chunks[j]
         if save_trajectories and out is not None:
-            tpath = os.path.join(out, "trajectories", f"chunk-{j:05d}.npz")
-            tmp = tpath + f".tmp-{os.getpid()}.npz"
-            np.savez(tmp, run_id=np.asarray([plan.runs[i]["run_id"] for i in members]), **res["arrays"])
-            os.replace(tmp, tpath)
+            from .trajectory import write_trajectory
+
+            write_trajectory(os.path.join(out, "trajectories", f"chunk-{j:05d}.npz"), res["arrays"],
+                             runs=[dict(plan.runs[i], depth=plan.settings["depth"]) for i in members])
         wall = res["wall"] / len(members)
         text = []
         diverged = 0
@@ -286,7 +269,7 @@ def _execute_locked(plan: Plan, *, out, workers, resume, save_trajectories, quie
             diverged += metrics["status"] == "diverged"
         if appender is not None:
             appender.append("".join(text))
-        progress.update(len(members), diverged)
+        progress.update(len(members), diverged=diverged)
 
     tasks = [plan.tasks[j] for j in todo]
     workers = max(1, min(workers, len(tasks)))
@@ -512,9 +495,9 @@ SLURM job array (one shard per array task; --resume lets a requeued task continu
 
 def add_sweep_parser(sub):
     """Register ``dln sweep`` (docs/design.md §5)."""
-    from .cli import add_data_arguments, add_method_arguments
+    from .cli import OPTIONAL, add_data_arguments, add_method_arguments
 
-    p = sub.add_parser("sweep", help="a grid of runs -> results.csv + config.json in --out DIR",
+    p = sub.add_parser("sweep", help=OPTIONAL["sweep"][1],
                        description="Run the product of the given values (and --seeds K datasets per cell) in batches "
                                    "over --workers processes; results.csv gets one row per run as batches finish.",
                        epilog=RECIPE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -541,7 +524,8 @@ def add_sweep_parser(sub):
     r.add_argument("--resume", action="store_true", help="complete the sweep in --out, skipping finished runs")
     r.add_argument("--save-trajectories", dest="save_trajectories", action="store_true",
                    help="write trajectories/chunk-XXXXX.npz per batch")
-    r.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, else a status line on stderr every 10 s), no summary")
     p.set_defaults(func=cmd_sweep)
     return p
 
@@ -599,7 +583,9 @@ def cmd_sweep(args) -> int:
 
 def add_merge_parser(sub):
     """Register ``dln merge DIR... --out DIR``."""
-    p = sub.add_parser("merge", help="join shard folders into one results.csv",
+    from .cli import OPTIONAL
+
+    p = sub.add_parser("merge", help=OPTIONAL["merge"][1],
                        description="Join the folders of `dln sweep --shard I/N` into the results.csv an unsharded "
                                    "sweep writes.", epilog=RECIPE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dirs", nargs="+", metavar="DIR", help="shard folders")

@@ -58,7 +58,8 @@ def _state(reference, folder, kind):
                                  "results.csv.tmp-3": b""},
         "write-probe-of-an-old-version": {".dln-write-test-99": b"", "config.json": cfg},
         "trajectory-tmp": {"config.json": cfg, "results.csv": half,
-                           "trajectories/chunk-00001.npz.tmp-12.npz": b"PK\x03\x04 half a zip"},
+                           "trajectories/chunk-00001.npz.tmp-12": b"PK\x03\x04 half a zip",
+                           "trajectories/chunk-00002.npz.tmp-13.npz": b"PK\x03\x04 (an older naming)"},
         "stale-lock-file": {".dln.lock": b'{"pid": 1, "host": "gone", "started": "x", "command": "killed"}\n',
                             "config.json": cfg, "results.csv": half},
     }[kind]
