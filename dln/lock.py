@@ -8,8 +8,9 @@ command), which the holder writes into the lock file.
 
 - The kernel releases the lock when its holder dies (SIGKILL, OOM killer, node reboot): a lock is
   never stale, and the next ``--resume`` simply takes it.  flock works across the nodes of a
-  cluster on NFSv4 and Lustre (Linux emulates it with byte-range locks), not on NFSv3 mounted
-  with ``nolock``.
+  cluster on NFSv4 (Linux emulates it with byte-range locks) and on Lustre mounted with
+  ``-o flock``; where the file system has no locks (Lustre without it, NFSv3 with ``nolock``) the
+  command goes on unlocked with a one-line warning on stderr.
 - The lock file is removed when the lock is released.  A process that opened the old file before
   the removal and locks it afterwards holds a lock on a file no one else can see: :func:`acquire`
   therefore checks that the file it locked is still the one at the path, and starts again if not.
@@ -135,11 +136,15 @@ def acquire(folder, *, name: str, where: str, command=None) -> FolderLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            who = _describe(fd) if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                # flock not supported here (Lustre mounted without -o flock: ENOSYS; NFS without lockd:
+                # ENOLCK): go on unlocked rather than refuse every sweep on such a cluster, and say so
+                print(f"dln: warning: {_printable(folder)} is on a file system without file locks "
+                      f"({exc.strerror or exc}): nothing stops a second command from writing it at the same time",
+                      file=sys.stderr)
+                return FolderLock(folder, fd, path)
+            who = _describe(fd)
             os.close(fd)
-            if who is None:
-                raise fail(name, where, "a folder on a file system with file locks (flock)",
-                           f"{folder} ({exc.strerror or exc})") from None
             raise fail(name, where, "a folder no other dln command is writing (one writer per folder: wait for "
                        "it to finish, or stop it)", f"{folder}, locked by {who}") from None
         try:

@@ -191,3 +191,24 @@ def test_a_lock_file_that_is_a_symlink_is_never_followed(tmp_path):
     assert_user_error(*call(["sweep", *SMALL, "--out", out]), "'out'", "symlink")
     assert target.read_text() == "do not touch"
     count("concurrency: second writers refused")
+
+
+def test_a_file_system_without_locks_warns_and_goes_on(monkeypatch, tmp_path, reference):
+    """flock unsupported (Lustre without -o flock: ENOSYS): the sweep runs, with one warning line."""
+    import errno
+
+    import dln.lock
+
+    class NoFlock:
+        LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN = 2, 4, 1, 8
+
+        @staticmethod
+        def flock(fd, op):
+            raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(dln.lock, "fcntl", NoFlock)
+    out = tmp_path / "out"
+    code, _, err = call(["sweep", *SMALL, "--out", out])
+    assert code == 0 and err.count("\n") == 1 and err.startswith("dln: warning: ") and "file locks" in err, err
+    assert rows_without_wall(out / "results.csv") == reference
+    assert sorted(os.listdir(out)) == ["config.json", "results.csv"]
