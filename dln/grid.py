@@ -212,7 +212,7 @@ def load_grid(path) -> list[dict]:
         with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows editors) is not JSON
             raw = json.load(fh, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
-        raise fail("grid", W, "a JSON file that gives each key once per object", f"{exc.args[0]!r} twice in {path}") from None
+        raise fail("grid", W, "a JSON file that gives each key once per object", f"{exc} in {path}") from None
     except RecursionError:
         raise fail("grid", W, f"a JSON file nested at most {MAX_GRID_DEPTH} levels deep (a list of objects of value "
                    "lists)", f"{path} (nested deeper than Python's recursion limit)") from None
@@ -233,7 +233,8 @@ MAX_GRID_DEPTH = 3
 
 
 class _DuplicateKey(ValueError):
-    pass
+    def __str__(self):
+        return f"key {self.args[0]!r} twice"
 
 
 def _unique_keys(pairs):

@@ -1,8 +1,8 @@
 """Memory estimates, checked before allocating: a problem too large for the machine is a one-line
 user error, not a MemoryError traceback or the OOM killer.
 
-The limit is ``DLN_MAX_MEMORY`` (bytes, or with a suffix: ``500M``, ``8G``, ``1.5T``; ``none``
-switches the check off), by default 80 % of the memory this process may use: the smallest of the
+The limit is ``DLN_MAX_MEMORY`` (bytes, or with a binary suffix: ``500M`` = 500 MiB, ``8G``,
+``1.5T``, also spelled ``8GB`` or ``8GiB``; ``none`` switches the check off), by default 80 % of the memory this process may use: the smallest of the
 physical memory, the cgroup limit (containers, SLURM jobs) and ``RLIMIT_AS``.
 
 The estimates are upper bounds fitted to tracemalloc peaks (float64 throughout):
@@ -72,7 +72,7 @@ def limit() -> tuple[float, str]:
 
 
 def human(nbytes: float) -> str:
-    for unit, size in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= size:
             return f"{nbytes / size:.3g} {unit}"
     return f"{int(nbytes)} B"

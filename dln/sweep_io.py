@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DLNError, fail
-from .grid import FORMAT, KEY_COLUMNS, MAX_RUNS, W, Plan, _parse_shard, _problem_sha
+from .grid import FORMAT, KEY_COLUMNS, MAX_RUNS, W, Plan, _parse_shard, _problem_sha, _unique_keys
 from .problem import Problem
 
 #: Per-run results (``dln.simulate.records``).
@@ -369,15 +369,6 @@ MAX_CONFIG_BYTES = 64 * 2**20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _no_duplicate_keys(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"key {key!r} twice")
-        out[key] = value
-    return out
-
-
 def _read_config(path, name: str = "out", where: str = W) -> dict:
     """Read and validate config.json (types, ranges and sizes of every entry dln uses) before use.
 
@@ -394,7 +385,7 @@ def _read_config(path, name: str = "out", where: str = W) -> dict:
         if size > MAX_CONFIG_BYTES:
             raise bad(f"{size} bytes, more than the {MAX_CONFIG_BYTES} of any dln config.json")
         with open(path, encoding="utf-8") as fh:
-            cfg = json.load(fh, object_pairs_hook=_no_duplicate_keys)
+            cfg = json.load(fh, object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         if isinstance(exc, DLNError):
             raise
