@@ -318,6 +318,8 @@ def _execute_locked(plan: Plan, *, out, workers, resume, save_trajectories, quie
         first = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         if all(_transient(e) for _, e in failures):
             advice = "rerun with --resume to retry them"
+        elif isinstance(exc, DLNError):  # a user error found while running (a data file rewritten meanwhile)
+            advice = "correct what the error names before running again"
         else:  # a batch's computation is deterministic: --resume would fail the same way
             advice = ("--resume would fail the same way: this is a bug of dln for these runs (please report it "
                       "with the batch's parameters)")

@@ -19,7 +19,8 @@ import time as _time
 
 import numpy as np
 
-from .grid import HYPER, Plan
+from .errors import fail
+from .grid import HYPER, Plan, _sha256_file
 from .problem import Problem, load_problem, make_problem
 from .sweep_io import METRIC_COLUMNS
 
@@ -91,7 +92,11 @@ def _problem(spec, data_seed) -> Problem:
             ss = np.random.SeedSequence(root, spawn_key=(0, cell, seed))
             P = make_problem(n=n, d=d, k=k, noise=noise, design=design, seed=ss)
         elif kind == "file":
-            P = load_problem(spec[1])
+            _, path, sha = spec
+            P = load_problem(path)
+            if _sha256_file(path) != sha:  # rewritten since the plan was made: its rows would lie
+                raise fail("data", "sweep", "a file that does not change while the sweep runs",
+                           f"{path} (its sha256 is no longer the one the sweep started with)")
         else:
             P = _OBJECTS[spec[1]]
         if len(_PROBLEMS) >= 8:

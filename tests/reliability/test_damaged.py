@@ -337,3 +337,28 @@ def test_a_complete_folder_with_every_check_passes(folders, tmp_path):
     assert code == 0, err
     assert rows_without_wall(tmp_path / "m" / "results.csv") == rows_without_wall(folders["full"] / "results.csv")
     assert len(rows_without_wall(out / "results.csv")) == 1 + SMALL_RUNS
+
+
+def test_a_data_file_rewritten_while_the_sweep_runs(monkeypatch, tmp_path):
+    """The workers load the data file by its path: one rewritten after the sweep started (its sha256 is
+    in config.json and in every run_id) fails its batches with an error naming it, instead of rows
+    computed on other data than their run ids say."""
+    import importlib
+
+    data = tmp_path / "data.npz"
+    P = make_problem(n=4, d=8, k=2, seed=1, n_test=5)
+    save_problem(data, P)
+    sweep_module = importlib.import_module("dln.sweep")
+    real = sweep_module._check_memory
+
+    def rewrite_then_check(plan, workers):  # between the plan and the first batch
+        np.savez(data, X=P.X, y=P.y + 1e-3)
+        return real(plan, workers)
+
+    monkeypatch.setattr(sweep_module, "_check_memory", rewrite_then_check)
+    code, out, err = call(["sweep", "--data", data, "--alpha", "0.5", "1", "--max-steps", "5", "--workers", "1",
+                           "--quiet", "--out", tmp_path / "o"])
+    assert code == 1 and err.count("\n") == 1, err
+    assert "'data'" in err and "does not change while the sweep runs" in err and "bug" not in err, err
+    assert len(rows_without_wall(tmp_path / "o" / "results.csv")) == 1  # the header: no row of the changed data
+    count("damaged: data files rewritten during a sweep")
