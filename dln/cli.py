@@ -197,13 +197,15 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _infeasible(args, problem) -> DLNError:
+def _infeasible(args, problem, residual=None) -> DLNError:
     """y outside range(X): no β interpolates, and the interpolators' argmin does not exist (a user error)."""
     from analysis.predict import interpolation_residual
 
     from .errors import fail
 
-    r = f"least-squares residual {interpolation_residual(problem.X, problem.y):.3g} |y|"
+    if residual is None:
+        residual = interpolation_residual(problem.X, problem.y)
+    r = f"least-squares residual {residual:.3g} |y|"
     if getattr(args, "from_run", None) is not None:
         return fail("--from-run", "predict", "a run whose data has labels y in the range of X (every prediction is "
                     "an interpolator X beta = y, and none exists)", f"{args.from_run}, {r}")
@@ -362,8 +364,9 @@ def cmd_predict(args) -> int:
     else:
         if args.alpha is not None:
             raise DLNError(f"The '--alpha' flag must be left unset with --potential {args.potential}. Got {args.alpha!r} instead.")
-        if interpolation_residual(problem.X, problem.y) > INFEASIBLE:
-            raise _infeasible(args, problem)
+        residual = interpolation_residual(problem.X, problem.y)
+        if residual > INFEASIBLE:
+            raise _infeasible(args, problem, residual)
         beta = min_l1(problem.X, problem.y) if args.potential == "l1" else min_l2(problem.X, problem.y)
         primal = float(np.linalg.norm(problem.X @ beta - problem.y) / max(np.linalg.norm(problem.y), 1e-300))
         kkt, status = None, "converged"
