@@ -197,6 +197,25 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _infeasible(args, problem, residual=None) -> DLNError:
+    """y outside range(X): no β interpolates, and the interpolators' argmin does not exist (a user error)."""
+    from analysis.predict import interpolation_residual
+
+    from .errors import fail
+
+    if residual is None:
+        residual = interpolation_residual(problem.X, problem.y)
+    r = f"least-squares residual {residual:.3g} |y|"
+    if getattr(args, "from_run", None) is not None:
+        return fail("--from-run", "predict", "a run whose data has labels y in the range of X (every prediction is "
+                    "an interpolator X beta = y, and none exists)", f"{args.from_run}, {r}")
+    if args.data is not None:
+        return fail("data", "predict", "a file whose labels y lie in the range of X (every prediction is an "
+                    "interpolator X beta = y, and none exists)", f"{args.data}, {r}")
+    return fail("noise", "predict", "0 here (with n > d, noisy labels leave the range of X: every prediction is an "
+                "interpolator X beta = y, and none exists)", f"{args.noise}, n = {problem.n}, d = {problem.d}, {r}")
+
+
 def simulate_json(rec: dict) -> dict:
     """The ``simulate --json`` object of a record of :func:`dln.simulate.simulate`: the record's keys
     (those of results.csv, docs/design.md §5), then ``beta``, ``alpha_eff`` (sqrt(u⊙v)), ``log_c``
@@ -315,7 +334,9 @@ def prediction_from_run(path: str):
 
 
 def cmd_predict(args) -> int:
-    from analysis.predict import min_l1, min_l2, mirror_argmin
+    """Exit 0 with the prediction; labels outside range(X) (no interpolator exists) are a user error
+    (exit 2): the prediction does not exist, for any potential."""
+    from analysis.predict import INFEASIBLE, interpolation_residual, min_l1, min_l2, mirror_argmin
 
     from .errors import check_real
 
@@ -336,11 +357,16 @@ def cmd_predict(args) -> int:
             alpha = check_real("alpha", 0.1 if args.alpha is None else args.alpha, "predict", gt=0.0)
             log_c, tilt = 2.0 * np.log(alpha) * np.ones(problem.d), np.zeros(problem.d)
         res = mirror_argmin(problem.X, problem.y, log_c=log_c, z0=tilt if np.any(tilt) else None)
+        if res.status == "infeasible":
+            raise _infeasible(args, problem)
         beta, kkt, status = res.beta, res.kkt_residual, res.status
         primal = res.primal_residual
     else:
         if args.alpha is not None:
             raise DLNError(f"The '--alpha' flag must be left unset with --potential {args.potential}. Got {args.alpha!r} instead.")
+        residual = interpolation_residual(problem.X, problem.y)
+        if residual > INFEASIBLE:
+            raise _infeasible(args, problem, residual)
         beta = min_l1(problem.X, problem.y) if args.potential == "l1" else min_l2(problem.X, problem.y)
         primal = float(np.linalg.norm(problem.X @ beta - problem.y) / max(np.linalg.norm(problem.y), 1e-300))
         kkt, status = None, "converged"
@@ -384,7 +410,8 @@ def cmd_derive(args) -> int:
         print(render(der, latex=args.latex))
         ok = bool(der.check())
         failed += not ok
-        print(f"check: {'PASS' if ok else 'FAIL'}\n")
+        # in LaTeX mode every non-formula line is a comment, so the whole output can be pasted
+        print(f"{'% ' if args.latex else ''}check: {'PASS' if ok else 'FAIL'}\n")
     return 1 if failed else 0
 
 
@@ -544,9 +571,47 @@ def _register_optional(sub, name, build: bool = True):
     return sub.add_parser(name, help=text, add_help=False)
 
 
+def _flag_of(args, filename) -> str | None:
+    """The flag whose value is ``filename`` (or a folder holding it), to name it in an OS error."""
+    if args is None or not filename:
+        return None
+    filename = os.fspath(filename)
+    for key, value in vars(args).items():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, os.PathLike)) and os.fspath(v) and (
+                    filename == os.fspath(v) or filename.startswith(os.path.join(os.fspath(v), ""))):
+                return "dirs" if key == "dirs" else "--" + key.replace("_", "-")
+    return None
+
+
+def _os_error(exc: OSError, args) -> str:
+    """An OS error as one line naming the flag (when one names the file) and the file."""
+    what = exc.strerror or type(exc).__name__
+    if exc.filename is None:
+        return str(exc)
+    flag = _flag_of(args, exc.filename)
+    where = f" of {args.command}" if args is not None and getattr(args, "command", None) else ""
+    if flag is None:
+        return f"The file {os.fspath(exc.filename)!r} cannot be used: {what}."
+    return f"The {flag!r} parameter{where} must be a file or folder dln can use. Got {os.fspath(exc.filename)!r} ({what}) instead."
+
+
+def _lenient_streams():
+    """Characters the terminal's encoding lacks (a non-UTF-8 locale, a file name with undecodable
+    bytes) are printed escaped instead of raising UnicodeEncodeError while reporting."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a detached or closed stream
+                pass
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv[:argv.index("--")] if "--" in argv else "--debug" in argv
+    args = None
+    _lenient_streams()
     try:
         try:
             args = build_parser(argv).parse_args(argv)
@@ -559,10 +624,20 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `dln simulate --json | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except (np.linalg.LinAlgError, MemoryError, RecursionError) as exc:
+        # not the user's mistake: one line that says so (exit 1), the traceback with --debug
+        if debug:
+            raise
+        what = "out of memory (see DLN_MAX_MEMORY in the README)" if isinstance(exc, MemoryError) else \
+            "the computation failed on this input: a bug of dln, please report it (--debug shows the traceback)"
+        message = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+        print(f"dln: error: {what} ({message})", file=sys.stderr)
+        return 1
     except (UsageError, DLNError, ValueError, OSError) as exc:
         if debug:
             raise
-        message = str(exc).replace("\n", " ").strip() or type(exc).__name__
+        message = _os_error(exc, args) if isinstance(exc, OSError) else str(exc)
+        message = message.replace("\n", " ").replace("\r", " ").strip() or type(exc).__name__
         print(f"dln: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

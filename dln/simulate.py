@@ -10,6 +10,7 @@ import time as _time
 
 import numpy as np
 
+from . import memory
 from . import methods as _methods
 from .errors import check_choice, check_real, fail
 from .integrate import DEFAULT_RTOL, Result, flow, iterate
@@ -106,6 +107,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
         state = initial_state(problem.d, B, alpha=alpha, where=method)  # a vector is per run
     else:
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
+    memory.check_batch(B, problem.n, problem.d, time == "flow", where)
     cap = MAX_STEPS[time] if max_steps is None else max_steps
     if time == "flow":
         result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=bool(record),
@@ -127,9 +129,10 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
 def predict_run(result: Result, i: int):
     """The closed-form limit for run i: argmin φ_c − ⟨z0 − 2Φ, β⟩ over Xβ = y with the run's
     measured c = |u⊙v| (docs/theory.md §4 lemma; Φ = 0 in continuous time), or None where no exact
-    prediction applies (depth D ≥ 3, runs that did not converge, and converged runs that do not
+    prediction applies (depth D ≥ 3, runs that did not converge, converged runs that do not
     interpolate: L > INTERPOLATES·L(0), e.g. flooding at its level, or a regularized run whose u⊙v
-    collapsed to a stationary point with a loss > 0)."""
+    collapsed to a stationary point with a loss > 0, and y outside range(X): no β interpolates, the
+    run converges to a least-squares point and the prediction does not exist)."""
     if result.direction.D != 2 or result.status[i] != "converged":
         return None
     P = result.direction.problem
@@ -139,7 +142,8 @@ def predict_run(result: Result, i: int):
         if not result.loss[i] <= INTERPOLATES * P.loss(np.exp(2 * a0) - np.exp(2 * b0)):
             return None
     z0 = mirror_tilt(result, i)
-    return mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
+    pred = mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
+    return None if pred.status == "infeasible" else pred
 
 
 def mirror_tilt(result: Result, i: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import sys
@@ -18,7 +19,8 @@ import time as _time
 
 import numpy as np
 
-from .grid import HYPER, Plan
+from .errors import fail
+from .grid import HYPER, Plan, _sha256_file
 from .problem import Problem, load_problem, make_problem
 from .sweep_io import METRIC_COLUMNS
 
@@ -90,7 +92,11 @@ def _problem(spec, data_seed) -> Problem:
             ss = np.random.SeedSequence(root, spawn_key=(0, cell, seed))
             P = make_problem(n=n, d=d, k=k, noise=noise, design=design, seed=ss)
         elif kind == "file":
-            P = load_problem(spec[1])
+            _, path, sha = spec
+            P = load_problem(path)
+            if _sha256_file(path) != sha:  # rewritten since the plan was made: its rows would lie
+                raise fail("data", "sweep", "a file that does not change while the sweep runs",
+                           f"{path} (its sha256 is no longer the one the sweep started with)")
         else:
             P = _OBJECTS[spec[1]]
         if len(_PROBLEMS) >= 8:
@@ -147,18 +153,22 @@ def _mp_context():
     """The start method of the worker processes.
 
     - "fork" on Linux when this process runs a single thread and threadpoolctl can pin the
-      workers' BLAS to one thread: fastest to start, and no re-import of the caller's script
-      (a script calling ``dln.sweep`` needs no ``if __name__ == "__main__"`` guard);
+      workers' BLAS to one thread: fastest to start;
     - otherwise a fork server (a fresh single-threaded process that imported dln once; safe in
-      threaded parents such as notebooks), started with one BLAS thread in its environment;
+      threaded parents such as notebooks, or a script with a thread alive), started with one BLAS
+      thread in its environment;
     - "spawn" where neither exists.
+
+    With either of the last two the workers do not import the caller's ``__main__`` (they need only
+    dln: :class:`_NoMainContext`), so a script calling ``dln.sweep`` needs no
+    ``if __name__ == "__main__"`` guard whatever its threads.
     """
     methods = multiprocessing.get_all_start_methods()
     if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1 \
             and _have_threadpoolctl():
         return multiprocessing.get_context("fork")
     if "forkserver" not in methods:  # pragma: no cover - not POSIX
-        return multiprocessing.get_context("spawn")
+        return _NoMainContext(multiprocessing.get_context("spawn"))
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["dln.sweep", "dln.simulate"])
     from multiprocessing import forkserver
@@ -173,7 +183,60 @@ def _mp_context():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return ctx
+    return _NoMainContext(ctx)
+
+
+_SPAWNING = threading.Lock()
+
+
+def _without_main(get_preparation_data):
+    """multiprocessing's preparation data minus the instruction to import the parent's ``__main__``:
+    a worker runs dln's functions only, and re-running a script without a ``__main__`` guard in
+    each worker would start its sweep again there (and fail every batch)."""
+    def prepare(name):
+        data = get_preparation_data(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+    return prepare
+
+
+def _launch_without_main(base, process_obj):
+    from multiprocessing import spawn
+
+    # the start-up reads spawn.get_preparation_data while it launches the process (one at a time,
+    # under a lock); the original is restored at once
+    with _SPAWNING:
+        original = spawn.get_preparation_data
+        spawn.get_preparation_data = _without_main(original)
+        try:
+            return base._Popen(process_obj)
+        finally:
+            spawn.get_preparation_data = original
+
+
+if hasattr(multiprocessing.context, "ForkServerProcess"):  # POSIX
+    class _NoMainForkServerProcess(multiprocessing.context.ForkServerProcess):
+        @staticmethod
+        def _Popen(process_obj):
+            return _launch_without_main(multiprocessing.context.ForkServerProcess, process_obj)
+
+
+class _NoMainSpawnProcess(multiprocessing.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        return _launch_without_main(multiprocessing.context.SpawnProcess, process_obj)
+
+
+class _NoMainContext:
+    """A forkserver or spawn context whose processes do not import the parent's ``__main__``."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self.Process = _NoMainForkServerProcess if ctx.get_start_method() == "forkserver" else _NoMainSpawnProcess
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
 
 
 def _have_threadpoolctl() -> bool:

@@ -3,7 +3,7 @@
     dln figures --out figures/out            # all nine figures, full size (a few minutes)
     dln figures --out /tmp/figs --quick      # small sizes (well under a minute)
     dln figures --out DIR --only fig3 fig7   # some of them (name, prefix or number)
-    dln figures --out figures/out --gallery docs/gallery   # also the small PNGs of the README
+    dln figures --out figures/out --gallery docs/gallery   # also the PNGs of the README (110 dpi)
 
 Each figure is written as NAME.png, NAME.pdf and NAME.csv (the plotted numbers) in ``--out``.
 With ``--workers 2`` (the default on a machine with two or more cores; ``--jobs`` is the old
@@ -164,7 +164,7 @@ def add_figures_parser(subparsers):
                    help="only these figures (name, prefix such as fig3, or number)")
     p.add_argument("--dpi", type=_dpi, default=100, help="PNG resolution (default 100)")
     p.add_argument("--gallery", metavar="DIR", default=None,
-                   help="also write small PNGs (80 dpi) for the README gallery into DIR (e.g. docs/gallery)")
+                   help="also write PNGs (110 dpi) for the README gallery into DIR (e.g. docs/gallery)")
     p.add_argument("--workers", "--jobs", dest="workers", metavar="N", type=_workers, default=min(2, os.cpu_count() or 1),
                    help="worker processes (default: 2 if the machine has 2 cores or more; --jobs is the old name)")
     p.add_argument("--quiet", action="store_true", help="no progress and no per-figure lines")

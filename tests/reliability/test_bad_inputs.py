@@ -510,7 +510,10 @@ def test_merge_output_folder_is_a_file_or_not_writable(tmp_path):
     assert call([*SWEEP_BASE, "--out", shard])[0] == 0
     f = tmp_path / "f"
     f.write_text("")
-    for out, text in ((f, "a directory"), ("/proc/self/dln-merge", "writable"), (shard, "new or empty")):
+    other = tmp_path / "other"
+    assert call([*SWEEP_BASE, "--alpha", "0.5", "--out", other])[0] == 0
+    for out, text in ((f, "a directory"), ("/proc/self/dln-merge", "writable"), (other, "new or empty"),
+                      (shard, "other than the merged ones")):
         assert_user_error(*call(["merge", shard, "--out", out, "--quiet"]), "'out'", text)
 
 
