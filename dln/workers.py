@@ -61,22 +61,25 @@ def _process_id(pid: int):
     return (pid, fields[19])  # field 22 of stat: start time since boot
 
 
-def _worker_init(objects, main_pid):
+def _worker_init(objects, main):
     """Worker set-up: ignore Ctrl-C (the parent stops the pool), one BLAS thread, and exit as soon
     as the sweep's process is gone, so that a killed sweep leaves no orphan behind.
 
-    The main process is watched by pid (and start time), not through the parent: with the
-    forkserver start method the parent is the fork server, which itself waits for its workers."""
+    ``main`` is the sweep process's identity, (pid, start time) from :func:`_process_id`, taken by
+    the sweep itself before the pool starts: a sweep killed between the fork and this initializer
+    must still be recognised as gone (an identity read here would already be that of a dead
+    process, and would never change).  The main process is watched by identity, not through the
+    parent: with the forkserver start method the parent is the fork server."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if main is None or _process_id(main[0]) != main:
+        os._exit(1)
     _limit_threads()
     _OBJECTS.update(objects)
-    ident = _process_id(main_pid)
-    ppid = os.getppid()
 
     def watch():
         while True:
             _time.sleep(0.25)
-            if os.getppid() != ppid or _process_id(main_pid) != ident:
+            if _process_id(main[0]) != main:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="dln-sweep-watchdog").start()
