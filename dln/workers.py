@@ -109,43 +109,29 @@ def _problem(spec, data_seed) -> Problem:
 
 
 def run_task(task: dict, record: bool = False) -> dict:
-    """Run one chunk: ``dln.simulate.run_batch`` (flow, GD) or ``dln.integrate.iterate`` with one
-    seed per run (SGD, label noise: a run's randomness must not depend on its batch-mates), then
-    ``dln.simulate.records``.  Returns the metric columns of each run and the chunk's wall time;
-    with ``record``, also the arrays of the chunk's trajectory file (``dln.trajectory``, recorded by
-    its rule; the parent adds the runs' ids and writes the file)."""
-    from .integrate import iterate
-    from .methods import make
-    from .model import initial_state
+    """Run one chunk through ``dln.simulate.run_batch`` (per-run hyper-parameters as vectors of shape
+    (B,); SGD and label noise with one seed per run, so that a run's randomness does not depend on its
+    batch-mates), then ``dln.simulate.records``.  Returns the metric columns of each run and the
+    chunk's wall time; with ``record``, also the arrays of the chunk's trajectory file
+    (``dln.trajectory``, recorded by its rule; the parent adds the runs' ids and writes the file)."""
     from .simulate import MAX_STEPS, records, run_batch
     from .trajectory import record_runs, trajectory_arrays
 
     P = _problem(task["problem"], task["data_seed"])
     t0 = _time.perf_counter()
-    B = len(task["runs"])
     alpha = np.asarray(task["alpha"], dtype=np.float64)
     hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
     max_steps = task["max_steps"]
-    if task["seeds"] is None:
-        kw = dict(lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
-                  batch_size=task["batch_size"], label_noise=task["label_noise"])
+    seeds = None
+    if task["seeds"] is not None:
+        seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
 
-        def run(rec=False):
-            return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
-                             D=task["depth"], rtol=task["rtol"], max_steps=max_steps, record=rec, **hp, **kw)
-    else:
-        direction = make(task["method"], P, variant=task["variant"], D=task["depth"],
-                         **{h: v for h, v in hp.items() if v is not None})
+    def run(rec=False):
+        return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"], D=task["depth"],
+                         lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
+                         batch_size=task["batch_size"], label_noise=task["label_noise"], seeds=seeds,
+                         rtol=task["rtol"], max_steps=max_steps, record=rec, **hp)
 
-        def run(rec=False):
-            state = initial_state(P.d, B, alpha=alpha, where=task["method"])
-            seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
-            res = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64), batch_size=task["batch_size"],
-                          label_noise=task["label_noise"] or 0.0, seeds=seeds,
-                          max_steps=MAX_STEPS["discrete"] if max_steps is None else max_steps,
-                          record_every=int(rec) if rec else 0)
-            res.info["alpha"] = alpha
-            return res
     if record:
         cap = max_steps if max_steps is not None else MAX_STEPS[task["time"]]
         result = record_runs(run, time=task["time"], max_steps=cap)
