@@ -361,6 +361,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 kb = _block(m, d)
                 F = np.empty((kb, m, 2, d))  # the factors of each step of a block
                 LA = np.empty((kb, m, 2, d))  # their ln|f|
+                Fs, LAs = list(F), list(LA)
                 st = State(ab[:, 0], ab[:, 1], s[:, 0], s[:, 1])
                 which = None if m == B else rows
             k1 = min(k0 + kb, max_steps + 1)  # the step at max_steps is evaluated: it may converge
@@ -379,13 +380,14 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 rates.append(R)
                 if source.stochastic and k % source.check_every == 0:
                     losses[i] = problem.loss(beta_of(st, D))
-                rs = rule.update(R, eta_r, rs, F[i])
+                f, la = Fs[i], LAs[i]
+                rs = rule.update(R, eta_r, rs, f)
                 states.append(rs)
-                if odd and (F[i] < 0).any():  # u^D, v^D carry the signs at odd D: flip them now
-                    s *= np.sign(F[i])
-                np.abs(F[i], out=LA[i])
-                np.log(LA[i], out=LA[i])
-                ab += LA[i]
+                if odd and (f < 0).any():  # u^D, v^D carry the signs at odd D: flip them now
+                    s *= np.sign(f)
+                np.abs(f, out=la)
+                np.log(la, out=la)
+                ab += la
 
             # -- the block, checked step by step after the fact ---------------------------------
             path = np.empty((nb + 1, m, 2, d))  # path[i]: the state before step k0 + i
@@ -394,10 +396,10 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             np.add.accumulate(path, axis=0, out=path)
             if source.stochastic:
                 evaluated = np.array([i in losses for i in range(nb)])
-                L = np.stack([losses.get(i, np.zeros(m)) for i in range(nb)])
-            else:
+                L = np.array([losses.get(i, np.zeros(m)) for i in range(nb)])
+            else:  # (np.array stacks a list of equal arrays: a copy, like np.stack, but faster)
                 evaluated = np.ones(nb, dtype=bool)
-                L = np.stack([R.loss for R in rates])
+                L = np.array([R.loss for R in rates])
             settled = False
             if flooding:
                 cycle, settled = [], np.zeros((nb, m), dtype=bool)
@@ -419,15 +421,15 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
 
             # -- exact sequential sums of the steps taken (np.add.accumulate adds in step order) ----
             idx = np.arange(m)
-            DA = np.stack([R.da for R in rates])
-            DB = np.stack([R.db for R in rates])
+            DA = np.array([R.da for R in rates])
+            DB = np.array([R.db for R in rates])
             acc = np.empty((nb + 1, m, d))
             acc[0] = Phi[rows]
             # z moves by Δz, of which η(da − db) is in range(Xᵀ) (docs/theory.md §4 lemma, §5.1)
             acc[1:] = -0.5 * ((LA[:nb, :, 0] - LA[:nb, :, 1]) - eta_r * (DA - DB))
             Phi[rows] = np.add.accumulate(acc, axis=0, out=acc)[done, idx]
             acc[0] = I[rows]
-            acc[1:] = eta_r * np.stack([R.gain for R in rates])
+            acc[1:] = eta_r * np.array([R.gain for R in rates])
             I[rows] = np.add.accumulate(acc, axis=0, out=acc)[done, idx]
             signs = None
             if (F[:last] < 0).any():
