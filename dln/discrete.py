@@ -24,7 +24,7 @@ computed afterwards for a block of up to :data:`MAX_BLOCK` steps at once, from t
 rates kept for the block.  The result is the same as checking every step: a run's status is
 decided on each step of the block (``dln.stopping.status``), and when some run stops inside the
 block the batch is rewound to that step -- states, Φ and the gain are exact sequential sums
-(``np.add.accumulate``) of the kept per-step terms, and the rule's state is the one kept for that
+(in step order) of the kept per-step terms, and the rule's state is the one kept for that
 step -- the stopped runs leave the batch there, and the others go on from the same point.  So the
 runs compute in the same batches, step for step, as a loop that checks every step.
 """
@@ -245,6 +245,17 @@ def _block(m: int, d: int) -> int:
     return max(1, min(MAX_BLOCK, BLOCK_ELEMENTS // (m * d)))
 
 
+def _running(op, acc: np.ndarray) -> np.ndarray:
+    """In place, acc[i] ← op(acc[i − 1], acc[i]) for i = 1, 2, …: the terms combined strictly in step
+    order, so the result is bit for bit that of a loop applying one step at a time."""
+    if acc[0].size < 400:  # op.accumulate runs its inner loop along axis 0: fast for short rows only
+        op.accumulate(acc, axis=0, out=acc)
+    else:
+        for i in range(1, acc.shape[0]):
+            op(acc[i - 1], acc[i], out=acc[i])
+    return acc
+
+
 def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000,
             batch_size: int | None = None, label_noise: float = 0.0, seed=0, seeds=None,
             sample_indices=None, loss_tol: float = 1e-24, record_every: int = 0,
@@ -393,7 +404,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             path = np.empty((nb + 1, m, 2, d))  # path[i]: the state before step k0 + i
             path[0] = ab0
             path[1:] = LA[:nb]
-            np.add.accumulate(path, axis=0, out=path)
+            _running(np.add, path)
             if source.stochastic:
                 evaluated = np.array([i in losses for i in range(nb)])
                 L = np.array([losses.get(i, np.zeros(m)) for i in range(nb)])
@@ -419,7 +430,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 j, stops, done = None, None, np.full(m, nb)
             last = int(done.max())
 
-            # -- exact sequential sums of the steps taken (np.add.accumulate adds in step order) ----
+            # -- exact sequential sums of the steps taken, in step order --------------------------
             idx = np.arange(m)
             DA = np.array([R.da for R in rates])
             DB = np.array([R.db for R in rates])
@@ -427,16 +438,16 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             acc[0] = Phi[rows]
             # z moves by Δz, of which η(da − db) is in range(Xᵀ) (docs/theory.md §4 lemma, §5.1)
             acc[1:] = -0.5 * ((LA[:nb, :, 0] - LA[:nb, :, 1]) - eta_r * (DA - DB))
-            Phi[rows] = np.add.accumulate(acc, axis=0, out=acc)[done, idx]
+            Phi[rows] = _running(np.add, acc)[done, idx]
             acc[0] = I[rows]
             acc[1:] = eta_r * np.array([R.gain for R in rates])
-            I[rows] = np.add.accumulate(acc, axis=0, out=acc)[done, idx]
+            I[rows] = _running(np.add, acc)[done, idx]
             signs = None
             if (F[:last] < 0).any():
                 signs = np.empty((nb + 1, m, 2, d))  # signs[i]: the signs before step k0 + i
                 signs[0] = s0
                 signs[1:] = np.sign(F[:nb])
-                np.multiply.accumulate(signs, axis=0, out=signs)
+                _running(np.multiply, signs)
 
             if beta_sum is not None:
                 after = k0 + 1 + np.arange(nb)  # steps taken after each step of the block
@@ -444,7 +455,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 terms[~(after > average_from)] = 0.0
                 acc[0] = beta_sum[rows]
                 acc[1:] = terms
-                beta_sum[rows] = np.add.accumulate(acc, axis=0, out=acc)[done, idx]
+                beta_sum[rows] = _running(np.add, acc)[done, idx]
                 beta_cnt[rows] += np.count_nonzero((after[:, None] > average_from) & (np.arange(nb)[:, None] < done),
                                                    axis=0)
 

@@ -61,6 +61,8 @@ def _cases(P):
         "gd-one": (methods.gf(P), 1, 0.3, dict(record_every=5)),
         "gd-record": (methods.gf(P), 3, np.array([0.1, 0.7, 5.0]), dict(record_every=3, average_from=100)),
         "gd-cap": (methods.gf(P), 2, np.array([0.1, 0.3]), dict(max_steps=131)),
+        # a larger batch (its per-step sums run as a loop over steps, not ufunc.accumulate)
+        "gd-12": (methods.gf(P), 12, np.r_[np.linspace(0.2, 0.8, 10), 3.0, 9.0], dict(max_steps=900, record_every=50)),
         "gd-one-step": (methods.gf(P), 2, np.array([0.1, 0.3]), dict(max_steps=1, record_every=1)),
         "sgd-1": (methods.gf(P), 3, np.array([0.02, 0.05, 0.6]), dict(batch_size=1, seeds=[1, 2, 3], max_steps=1500)),
         "sgd-3": (methods.gf(P), 2, np.array([0.05, 0.1]), dict(batch_size=3, seeds=[4, 5], record_every=7)),
@@ -76,7 +78,7 @@ def _cases(P):
     }
 
 
-@pytest.mark.parametrize("case", ["gd", "gd-one", "gd-record", "gd-cap", "gd-one-step", "sgd-1", "sgd-3",
+@pytest.mark.parametrize("case", ["gd", "gd-one", "gd-record", "gd-cap", "gd-12", "gd-one-step", "sgd-1", "sgd-3",
                                   "sgd-indices", "label-noise", "label-noise-full", "flood", "flood-drift",
                                   "depth-3"])
 def test_iterate_reproduces_the_old_loop_bit_for_bit(P, case):
