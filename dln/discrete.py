@@ -417,9 +417,10 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 for i in range(nb):
                     hist, count, settled[i] = stopping.flood_cycle(L[i], level, hist, count)
                     cycle.append((hist, count))
-            codes = stopping.status(L, loss0_r, path[:nb, :, 0], path[:nb, :, 1], (k0 + np.arange(nb))[:, None],
-                                    max_steps=max_steps, loss_tol=tol, D=D,
-                                    finite=np.isfinite(LA[:nb]).all(axis=(2, 3)),
+            lo, hi = LA[:nb].min(), LA[:nb].max()  # (whole-array reductions: fast, and NaN fails both)
+            finite = True if lo > -np.inf and hi < np.inf else np.isfinite(LA[:nb]).all(axis=(2, 3))
+            codes = stopping.status(L, loss0_r, path[:nb], None, (k0 + np.arange(nb))[:, None],
+                                    max_steps=max_steps, loss_tol=tol, D=D, finite=finite,
                                     evaluated=evaluated[:, None], converged=settled)
             stop_at = (codes != stopping.RUNNING).any(axis=1)
             if stop_at.any():  # the first step at which some run stops: the block ends there
@@ -431,19 +432,23 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             last = int(done.max())
 
             # -- exact sequential sums of the steps taken, in step order --------------------------
-            idx = np.arange(m)
-            DA = np.array([R.da for R in rates])
-            DB = np.array([R.db for R in rates])
+            at = (nb, slice(None)) if j is None else (done, np.arange(m))  # each run's last step
+            sel = slice(None) if m == B else rows
             acc = np.empty((nb + 1, m, d))
-            acc[0] = Phi[rows]
-            # z moves by Δz, of which η(da − db) is in range(Xᵀ) (docs/theory.md §4 lemma, §5.1)
-            acc[1:] = -0.5 * ((LA[:nb, :, 0] - LA[:nb, :, 1]) - eta_r * (DA - DB))
-            Phi[rows] = _running(np.add, acc)[done, idx]
-            acc[0] = I[rows]
-            acc[1:] = eta_r * np.array([R.gain for R in rates])
-            I[rows] = _running(np.add, acc)[done, idx]
+            acc[0] = Phi[sel]
+            # z moves by Δz, of which η(da − db) is in range(Xᵀ) (docs/theory.md §4 lemma, §5.1):
+            # Φ += −½[(ln|f_u| − ln|f_v|) − η(da − db)]
+            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=acc[1:])
+            dz = np.subtract(np.array([R.da for R in rates]), np.array([R.db for R in rates]))
+            dz *= eta_r
+            term -= dz
+            term *= -0.5
+            Phi[sel] = _running(np.add, acc)[at]
+            acc[0] = I[sel]
+            np.multiply(eta_r, np.array([R.gain for R in rates]), out=acc[1:])
+            I[sel] = _running(np.add, acc)[at]
             signs = None
-            if (F[:last] < 0).any():
+            if last and np.fmin.reduce(F[:last], axis=None) < 0:  # (fmin skips a stopping step's NaN)
                 signs = np.empty((nb + 1, m, 2, d))  # signs[i]: the signs before step k0 + i
                 signs[0] = s0
                 signs[1:] = np.sign(F[:nb])
@@ -453,9 +458,9 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 after = k0 + 1 + np.arange(nb)  # steps taken after each step of the block
                 terms = beta_of(State(path[1:, :, 0], path[1:, :, 1], *_signs_after(signs, s0, nb)), D)
                 terms[~(after > average_from)] = 0.0
-                acc[0] = beta_sum[rows]
+                acc[0] = beta_sum[sel]
                 acc[1:] = terms
-                beta_sum[rows] = _running(np.add, acc)[done, idx]
+                beta_sum[sel] = _running(np.add, acc)[at]
                 beta_cnt[rows] += np.count_nonzero((after[:, None] > average_from) & (np.arange(nb)[:, None] < done),
                                                    axis=0)
 

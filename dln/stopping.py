@@ -47,7 +47,7 @@ def diverged(loss, loss0, a, b, D: int = 2, finite=True) -> np.ndarray:
     loss, loss0 : ndarray (...)
         Current and initial losses (broadcastable; e.g. (B,), or (K, B) for K steps of B runs).
     a, b : ndarray (..., d)
-        ln|u| and ln|v|.
+        ln|u| and ln|v|; or ``a`` (..., 2, d) holding both, with ``b`` None.
     D : int
         Depth (β = u^D − v^D).
     finite : bool or ndarray (...)
@@ -56,8 +56,12 @@ def diverged(loss, loss0, a, b, D: int = 2, finite=True) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         bad = ~np.asarray(finite, dtype=bool) | ~np.isfinite(loss)
         bad = bad | ~(loss <= LOSS_GROWTH * np.maximum(loss0, 1e-300))
-        top = np.maximum(np.max(a, axis=-1), np.max(b, axis=-1))
-        bad = bad | ~np.isfinite(a).all(axis=-1) | ~np.isfinite(b).all(axis=-1) | ~(D * top <= LOG_HUGE)
+        if b is None:
+            top, fin = np.max(a, axis=(-2, -1)), np.isfinite(a).all(axis=(-2, -1))
+        else:
+            top = np.maximum(np.max(a, axis=-1), np.max(b, axis=-1))
+            fin = np.isfinite(a).all(axis=-1) & np.isfinite(b).all(axis=-1)
+        bad = bad | ~fin | ~(D * top <= LOG_HUGE)
     return bad
 
 
@@ -70,7 +74,7 @@ def status(loss, loss0, a, b, steps, *, max_steps, loss_tol=None, D: int = 2, fi
     loss, loss0 : ndarray (...)
         Training loss at the checked state and at the start.
     a, b : ndarray (..., d)
-        ln|u|, ln|v| of the checked state.
+        ln|u|, ln|v| of the checked state; or ``a`` (..., 2, d) holding both, with ``b`` None.
     steps : int or ndarray (...)
         Steps taken when the state was checked.
     max_steps : int
@@ -95,19 +99,45 @@ def status(loss, loss0, a, b, steps, *, max_steps, loss_tol=None, D: int = 2, fi
     """
     evaluated = np.asarray(evaluated, dtype=bool)
     with np.errstate(invalid="ignore"):
-        loss_t = np.where(evaluated, loss, 0.0)
-        loss0_t = np.where(evaluated, loss0, 1.0)
+        loss_t, loss0_t = loss, loss0
+        if not evaluated.all():
+            loss_t = np.where(evaluated, loss, 0.0)
+            loss0_t = np.where(evaluated, loss0, 1.0)
+        shape = np.broadcast_shapes(np.shape(loss_t), np.shape(a)[:-1 if b is not None else -2], np.shape(steps))
+        if _none_stops(loss_t, loss0_t, a, b, steps, max_steps, loss_tol, loss0, D, finite, evaluated,
+                       converged, capped):
+            return np.full(shape, RUNNING, dtype=np.int8)
         bad = diverged(loss_t, loss0_t, a, b, D, finite)
         conv = np.asarray(converged, dtype=bool)
         if loss_tol is not None:
             conv = conv | (evaluated & (loss_t <= loss_tol * loss0))
     conv = conv & ~bad
     over = ~bad & ~conv & ((np.asarray(steps) >= max_steps) | np.asarray(capped, dtype=bool))
-    code = np.full(bad.shape, RUNNING, dtype=np.int8)
+    code = np.full(shape, RUNNING, dtype=np.int8)
     code[over] = MAX_STEPS
     code[conv] = CONVERGED
     code[bad] = DIVERGED
     return code
+
+
+def _none_stops(loss, loss0, a, b, steps, max_steps, loss_tol, loss0_raw, D, finite, evaluated, converged,
+                capped) -> bool:
+    """True when no rule of :func:`status` fires anywhere, decided from whole-array reductions (a few
+    calls, where the per-run rules reduce every row): the usual case, a batch in mid-run.
+
+    Every run passes the state tests of :func:`diverged` exactly when min(a, b) > −∞ and
+    D·max(a, b) ≤ LOG_HUGE over the whole array (NaN fails both comparisons)."""
+    if np.any(converged) or np.any(capped) or not np.all(finite) or np.max(steps) >= max_steps:
+        return False
+    lo, hi = np.min(a), np.max(a)
+    if b is not None:  # (np.minimum and np.maximum propagate NaN)
+        lo, hi = np.minimum(lo, np.min(b)), np.maximum(hi, np.max(b))
+    if not (lo > -np.inf and D * hi <= LOG_HUGE):
+        return False
+    ok = np.isfinite(loss) & (loss <= LOSS_GROWTH * np.maximum(loss0, 1e-300))
+    if loss_tol is not None:
+        ok &= ~(evaluated & (loss <= loss_tol * loss0_raw))
+    return bool(np.all(ok))
 
 
 def names(codes) -> np.ndarray:

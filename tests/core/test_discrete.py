@@ -258,3 +258,53 @@ def test_collapse_is_not_divergence():
     a = np.array([[-1e6, 0.0], [-np.inf, 0.0]])
     b = np.zeros((2, 2))
     assert diverged(np.ones(2), np.ones(2), a, b).tolist() == [False, True]
+
+
+def _status_by_hand(loss, loss0, a, b, steps, max_steps, loss_tol, D, finite, evaluated, converged, capped):
+    """The rules of dln.stopping's docstring, one run at a time in plain Python."""
+    out = []
+    for i in range(len(loss)):
+        state = np.concatenate([a[i], b[i]])
+        if evaluated[i]:
+            L, L0 = loss[i], loss0[i]
+        else:
+            L, L0 = 0.0, 1.0
+        bad = (not finite[i] or not np.isfinite(L) or not L <= 1e10 * max(L0, 1e-300)
+               or not np.all(np.isfinite(state)) or not D * np.max(state) <= LOG_HUGE)
+        conv = not bad and (converged[i] or (evaluated[i] and loss_tol is not None and loss[i] <= loss_tol * loss0[i]))
+        over = not bad and not conv and (steps[i] >= max_steps or capped[i])
+        out.append("diverged" if bad else "converged" if conv else "max_steps" if over else "running")
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_status_follows_the_rules_on_random_batches(seed):
+    """Random batches with NaN, ±inf and huge entries at rates p = 0, 1%, 5% (at p = 0 nothing stops,
+    which the whole-array shortcut of dln.stopping decides; the others go through the per-run rules)."""
+    rng = np.random.default_rng(seed)
+    p = (0.0, 0.01, 0.05)[seed % 3]
+    B, d, D = 7, 4, int(rng.choice([2, 3]))
+    a, b = rng.normal(size=(B, d)), rng.normal(size=(B, d))
+    loss0 = rng.uniform(0.5, 2.0, size=B)
+    loss = rng.uniform(0.0, 1.0, size=B)
+    rare = lambda: rng.random() < p  # noqa: E731
+    for arr in (a, b):
+        for i, j in np.ndindex(arr.shape):
+            if rare():
+                arr[i, j] = rng.choice([np.nan, np.inf, -np.inf, 400.0, -1e300])
+    for i in range(B):
+        if rare():
+            loss[i] = rng.choice([np.nan, np.inf, 1e-30, 1e11])
+    finite = rng.random(B) >= p
+    evaluated = rng.random(B) > 0.2
+    converged, capped = rng.random(B) < p, rng.random(B) < p
+    steps = rng.integers(0, 10 if p == 0 else 12, size=B)
+    loss_tol = None if rng.random() < 0.3 else 1e-24
+    kw = dict(max_steps=10, loss_tol=loss_tol, D=D, finite=finite, evaluated=evaluated, converged=converged,
+              capped=capped)
+    expected = _status_by_hand(loss, loss0, a, b, steps, 10, loss_tol, D, finite, evaluated, converged, capped)
+    assert names(status(loss, loss0, a, b, steps, **kw)).tolist() == expected
+    assert p > 0 or expected == ["running"] * B
+    stacked = np.stack([a, b], axis=1)  # (B, 2, d) with b None: the same statuses
+    assert names(status(loss, loss0, stacked, None, steps, **kw)).tolist() == expected
+    assert diverged(loss, loss0, stacked, None, D, finite).tolist() == diverged(loss, loss0, a, b, D, finite).tolist()
