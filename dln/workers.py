@@ -100,9 +100,13 @@ def _problem(spec, data_seed) -> Problem:
 
 
 def run_task(task: dict, record: bool = False) -> dict:
-    """Run one chunk: ``dln.simulate.run_batch`` (flow, GD) or ``dln.integrate.iterate`` with one
-    seed per run (SGD, label noise: a run's randomness must not depend on its batch-mates), then
-    ``dln.simulate.records``.  Returns the metric columns of each run and the chunk's wall time."""
+    """Run one chunk and return the metric columns of each run and the chunk's wall time.
+
+    Flow chunks go through ``dln.integrate.flow`` as one heterogeneous batch (a
+    ``dln.methods.Stack`` of one direction per (method, variant) segment of the chunk); discrete
+    chunks through ``dln.simulate.run_batch`` (GD) or ``dln.integrate.iterate`` with one seed per
+    run (SGD, label noise: a run's randomness must not depend on its batch-mates).  Records come
+    from ``dln.simulate.records``, in the chunk's run order."""
     from .integrate import iterate
     from .methods import make
     from .model import initial_state
@@ -112,33 +116,70 @@ def run_task(task: dict, record: bool = False) -> dict:
     t0 = _time.perf_counter()
     B = len(task["runs"])
     alpha = np.asarray(task["alpha"], dtype=np.float64)
-    hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
-    if task["seeds"] is None:
-        kw = dict(lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
-                  batch_size=task["batch_size"], label_noise=task["label_noise"])
-        result = run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"], D=task["depth"],
-                           rtol=task["rtol"], max_steps=task["max_steps"], record=record, **hp, **kw)
+    hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=object)) for h in HYPER}
+    if task["time"] == "flow":
+        result, order = _run_flow(task, P, alpha, hp, record)
+        recs = [None] * B
+        for part, positions in zip(result.split(), order):
+            for pos, rec in zip(positions, records(part, predict=True)):
+                recs[pos] = rec
     else:
-        direction = make(task["method"], P, variant=task["variant"], D=task["depth"],
-                         **{h: v for h, v in hp.items() if v is not None})
-        state = initial_state(P.d, B, alpha=alpha, where=task["method"])
-        seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
-        result = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64), batch_size=task["batch_size"],
-                         label_noise=task["label_noise"] or 0.0, seeds=seeds,
-                         max_steps=1_000_000 if task["max_steps"] is None else task["max_steps"],
-                         record_every=1 if record else 0)
-        result.info["alpha"] = alpha
-    recs = records(result, predict=True)
+        hp = {h: (None if v is None else v.astype(np.float64)) for h, v in hp.items()}
+        if task["seeds"] is None:
+            kw = dict(lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
+                      batch_size=task["batch_size"], label_noise=task["label_noise"])
+            result = run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
+                               D=task["depth"], rtol=task["rtol"], max_steps=task["max_steps"], record=record,
+                               **hp, **kw)
+        else:
+            direction = make(task["method"], P, variant=task["variant"], D=task["depth"],
+                             **{h: v for h, v in hp.items() if v is not None})
+            state = initial_state(P.d, B, alpha=alpha, where=task["method"])
+            seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
+            result = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64), batch_size=task["batch_size"],
+                             label_noise=task["label_noise"] or 0.0, seeds=seeds,
+                             max_steps=1_000_000 if task["max_steps"] is None else task["max_steps"],
+                             record_every=1 if record else 0)
+            result.info["alpha"] = alpha
+        order = [np.arange(B)]
+        recs = records(result, predict=True)
     wall = _time.perf_counter() - t0
     out = dict(chunk=task["chunk"], metrics=[{c: r[c] for c in METRIC_COLUMNS} for r in recs], wall=wall)
     if record:
-        arrays = dict(run=np.asarray(task["runs"]), beta=result.beta, alpha_eff=result.alpha_eff,
-                      log_c=result.log_c, status=np.asarray(result.status, dtype=str))
+        perm = np.concatenate(order)  # row k of the result is run perm[k] of the chunk
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(perm.size)
+        arrays = dict(run=np.asarray(task["runs"]), beta=result.beta[inv], alpha_eff=result.alpha_eff[inv],
+                      log_c=result.log_c[inv], status=np.asarray(result.status, dtype=str)[inv])
         tr = result.trajectory
         if tr is not None:
-            arrays.update(traj_t=tr.t, traj_beta=tr.beta, traj_loss=tr.loss, traj_log_c=tr.log_c)
+            arrays.update(traj_t=tr.t[:, inv], traj_beta=tr.beta[:, inv], traj_loss=tr.loss[:, inv],
+                          traj_log_c=tr.log_c[:, inv])
         out["arrays"] = arrays
     return out
+
+
+def _run_flow(task, P, alpha, hp, record):
+    """One ``flow`` over the chunk's (method, variant) segments stacked in order; returns the result
+    and, per segment, the positions of its runs in the chunk."""
+    from .integrate import flow
+    from .methods import PARAMS, make, stack
+    from .model import initial_state
+
+    members, order = [], []
+    for method, variant, positions in task["segments"]:
+        pos = np.asarray(positions)
+        params = {h: hp[h][pos].astype(np.float64) for h in PARAMS[method]}
+        members.append((make(method, P, variant=variant, D=task["depth"], **params), pos.size))
+        order.append(pos)
+    perm = np.concatenate(order)
+    direction = members[0][0] if len(members) == 1 else stack(members)
+    B = perm.size
+    state = initial_state(P.d, B, alpha=np.repeat(alpha[perm][:, None], P.d, axis=1))
+    result = flow(direction, state, rtol=task["rtol"], loss_tol=1e-24,
+                  max_steps=20_000 if task["max_steps"] is None else task["max_steps"], record=record)
+    result.info["alpha"] = alpha[perm]
+    return result, order
 
 
 def _default_workers() -> int:
@@ -206,7 +247,7 @@ def _cost(task: dict, plan: Plan) -> float:
     if task["time"] == "discrete":
         steps *= 1.0 / min(task["lr"])
     per_step = 1.0 + B * run["n"] * run["d"] / _STEP_SIZE_SCALE
-    factor = _METHOD_COST.get(task["method"], 1.0) * (1.2 if task["variant"] == "per-sample" else 1.0)
+    factor = max(_METHOD_COST.get(m, 1.0) * (1.2 if v == "per-sample" else 1.0) for m, v, _ in task["segments"])
     return steps * per_step * factor
 
 

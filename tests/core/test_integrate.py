@@ -15,78 +15,11 @@ import pytest
 from analysis.predict import mirror_argmin
 from dln import methods
 from dln.errors import DLNError
-from dln.integrate import TABLEAU, flow, iterate
+from dln.integrate import flow, iterate
 from dln.model import initial_state
 from dln.problem import Problem
 
 from .oracles import null_part, rel, sparse_data, sparse_problem
-
-
-# =============================================================================================
-# 11. the SDIRK tableau
-# =============================================================================================
-A, b, bhat, c = (TABLEAU[k] for k in ("A", "b", "bhat", "c"))
-
-
-def test_tableau_structure():
-    assert A.shape == (5, 5)
-    assert np.allclose(np.triu(A, 1), 0.0)  # diagonally implicit
-    np.testing.assert_array_equal(np.diag(A), TABLEAU["gamma"])  # singly: one diagonal value
-    assert TABLEAU["gamma"] == 0.25
-    np.testing.assert_allclose(c, A.sum(axis=1), rtol=0, atol=1e-15)  # c_i = Σ_j a_ij
-    np.testing.assert_array_equal(b, A[-1])  # stiffly accurate
-    assert c[-1] == pytest.approx(1.0, abs=1e-15)
-
-
-def test_order_conditions_up_to_four():
-    conditions = {
-        "sum b = 1": (b.sum(), 1.0),
-        "b.c = 1/2": (b @ c, 1 / 2),
-        "b.c^2 = 1/3": (b @ c**2, 1 / 3),
-        "b.Ac = 1/6": (b @ A @ c, 1 / 6),
-        "b.c^3 = 1/4": (b @ c**3, 1 / 4),
-        "b.(c*Ac) = 1/8": (b @ (c * (A @ c)), 1 / 8),
-        "b.Ac^2 = 1/12": (b @ A @ c**2, 1 / 12),
-        "b.AAc = 1/24": (b @ A @ A @ c, 1 / 24),
-    }
-    for name, (value, target) in conditions.items():
-        assert abs(value - target) <= 1e-14, name
-
-
-def test_embedded_order_conditions_up_to_three_and_not_four():
-    conditions = [(bhat.sum(), 1.0), (bhat @ c, 1 / 2), (bhat @ c**2, 1 / 3), (bhat @ A @ c, 1 / 6)]
-    for value, target in conditions:
-        assert abs(value - target) <= 1e-14
-    # a genuine lower-order estimate: some order-4 condition fails for bhat
-    order4 = [bhat @ c**3 - 1 / 4, bhat @ (c * (A @ c)) - 1 / 8, bhat @ A @ c**2 - 1 / 12, bhat @ A @ A @ c - 1 / 24]
-    assert max(abs(x) for x in order4) > 1e-3
-    assert np.max(np.abs(b - bhat)) > 0.1
-
-
-def _R(z, weights=b):
-    """Stability function R(z) = 1 + z bᵀ(I − zA)⁻¹1."""
-    return 1.0 + z * weights @ np.linalg.solve(np.eye(5) - z * A, np.ones(5))
-
-
-def test_stability_function_has_order_four():
-    """R(z) − e^z = O(z^5): the local error slope of the scalar test equation is 5."""
-    zs = np.array([0.2, 0.1, 0.05])
-    for sign in (1.0, -1.0, 1j):
-        err = [abs(_R(sign * z) - np.exp(sign * z)) for z in zs]
-        slope = np.polyfit(np.log(zs), np.log(err), 1)[0]
-        assert 4.7 < slope < 5.3, (sign, slope)
-
-
-def test_l_stability():
-    vals = [abs(_R(-x)) for x in (1e4, 1e6, 1e8, 1e10)]
-    assert vals[-1] < 1e-8
-    assert all(v2 < v1 for v1, v2 in zip(vals, vals[1:]))  # → 0 monotonically on this grid
-    ys = np.concatenate([-np.logspace(-4, 8, 600), np.logspace(-4, 8, 600)])
-    assert max(abs(_R(1j * y)) for y in ys) <= 1.0 + 1e-12
-    # A-stability in the left half plane (sample), poles at 1/γ = 4 > 0
-    rng = np.random.default_rng(0)
-    zs = -rng.exponential(10, 400) + 1j * rng.normal(0, 30, 400)
-    assert max(abs(_R(z)) for z in zs) <= 1.0 + 1e-12
 
 
 # =============================================================================================
@@ -566,60 +499,3 @@ def test_batch_size_mismatch_between_direction_and_state():
         flow(methods.gr(P, gamma=B_GAMMA), initial_state(8, 2, alpha=0.1))
 
 
-# --- ROS34PW2: a W-method, order 3 whatever matrix stands in for the Jacobian -----------------
-def _ros_solve(f, W, y0, T, N):
-    """Fixed-step ROS34PW2 written from the tableau alone: (I − γhW)k_i = h f(Y_i) + hW Σ g_ij k_j."""
-    from dln.integrate import ROS34PW2 as R
-
-    A_, G_, b_, g_ = R["A"], R["Gamma"], R["b"], R["gamma"]
-    y, h = np.array(y0, dtype=float), T / N
-    for _ in range(N):
-        Wm = W(y)
-        M = np.eye(y.size) - g_ * h * Wm
-        ks = []
-        for i in range(4):
-            Y = y + sum(A_[i, j] * ks[j] for j in range(i))
-            v = sum((G_[i, j] * ks[j] for j in range(i)), np.zeros_like(y))
-            ks.append(np.linalg.solve(M, h * f(Y) + h * Wm @ v))
-        y = y + sum(b_[i] * ks[i] for i in range(4))
-    return y
-
-
-@pytest.mark.parametrize("which", ["exact", "zero", "frozen", "diagonal"])
-def test_ros34pw2_is_third_order_for_any_jacobian_model(which):
-    """The property flow relies on when it reuses a stale or partial Jacobian model: the observed
-    order on a nonlinear ODE is 3 with the exact Jacobian and with arbitrary matrices."""
-    from scipy.integrate import solve_ivp
-
-    def f(y):
-        return np.array([-y[0] * y[1] + np.sin(y[1]), y[0] ** 2 - 0.5 * y[1], np.cos(y[0]) - y[2]])
-
-    def J(y):
-        return np.array([[-y[1], -y[0] + np.cos(y[1]), 0], [2 * y[0], -0.5, 0], [-np.sin(y[0]), 0, -1]])
-
-    y0 = np.array([1.0, 0.5, 0.2])
-    W = {"exact": J, "zero": lambda y: np.zeros((3, 3)), "frozen": lambda y: J(y0) + 0.3,
-         "diagonal": lambda y: np.diag(np.diag(J(y)))}[which]
-    ref = solve_ivp(lambda t, y: f(y), (0, 1), y0, method="DOP853", rtol=1e-13, atol=1e-14).y[:, -1]
-    errs = [np.linalg.norm(_ros_solve(f, W, y0, 1.0, N) - ref) for N in (20, 40, 80)]
-    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
-    assert np.all(np.abs(orders - 3.0) < 0.15), orders
-
-
-def test_ros34pw2_embedded_pair_and_stiff_accuracy():
-    from dln.integrate import ROS34PW2 as R
-
-    b_, bh = R["b"], R["bhat"]
-    assert b_.sum() == pytest.approx(1.0, abs=1e-15) and bh.sum() == pytest.approx(1.0, abs=1e-15)
-    # stiffly accurate: b equals the last row of (A + Γ) plus γ on the diagonal
-    np.testing.assert_allclose(b_[:3], R["A"][3, :3] + R["Gamma"][3, :3], atol=1e-15)
-    assert b_[3] == pytest.approx(R["gamma"], abs=1e-15)
-
-
-def test_both_schemes_reach_the_same_limit():
-    P = sparse_problem(10, 24, k=2, seed=8)
-    d = methods.fgr(P, gamma=0.05, eps=0.1, variant="per-sample")
-    r1 = flow(d, initial_state(24, 1, alpha=0.2), scheme="ros34pw2", rtol=1e-10)
-    r2 = flow(d, initial_state(24, 1, alpha=0.2), scheme="sdirk4", rtol=1e-10)
-    assert r1.status[0] == r2.status[0] == "converged"
-    assert rel(r1.beta[0], r2.beta[0]) < 1e-7
