@@ -47,6 +47,8 @@ JACOBIAN_AGE = 30
 STATE_FORMS = ("auto", "reduced", "general")
 
 _REJECT_REFRESH_AGE = 4
+#: the first model is built after this many steps (the flows start slow: W = 0 until then)
+_FIRST_REFRESH = 4
 
 STATUSES = ("converged", "diverged", "max_steps", "running")
 _LOG_MAX = 300.0  # |ln u| beyond this: u² over/underflows float64 soon; the run has diverged
@@ -237,6 +239,11 @@ class GeneralSystem:
         return ez, np.sqrt((np.einsum("bd,bd->b", el, el) + np.einsum("bd,bd->b", ei, ei)) / d)
 
     @staticmethod
+    def log_max(pt):
+        """max_j max(|ln u_j|, |ln v_j|) per run."""
+        return np.maximum(np.abs(pt[3]).max(axis=1), np.abs(pt[4]).max(axis=1))
+
+    @staticmethod
     def observe(pt):
         """β, ln c, ln|u|, ln|v| at the evaluated point."""
         beta, _, _, a, b, _ = pt
@@ -284,6 +291,10 @@ class _Reduced:
         return self.s.error_parts(E, pt[0], pt[1])
 
     @staticmethod
+    def log_max(pt):
+        return 0.5 * np.maximum(np.abs(pt[2]).max(axis=1), np.abs(pt[3]).max(axis=1))
+
+    @staticmethod
     def observe(pt):
         beta, _, A, Bv = pt
         return beta, 0.5 * (A + Bv), 0.5 * A, 0.5 * Bv
@@ -326,7 +337,7 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     steps = np.zeros(B, dtype=np.int64)
     rej = np.zeros(B, dtype=np.int64)
     evals = np.zeros(B, dtype=np.int64)
-    age = np.full(B, np.iinfo(np.int64).max // 2)
+    age = np.full(B, jacobian_age - min(jacobian_age, _FIRST_REFRESH))  # W = 0 for the first steps
     loss0 = np.full(B, np.nan)
     t_plateau = np.zeros(B)
     prev_t = np.full(B, np.nan)             # (t, L) at the start of the last accepted step
@@ -356,15 +367,14 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             t_plateau[:] = 20.0 * (1.0 + np.log1p(inv_c0)) / (2.0 * np.maximum(vmax, 1e-300))
             h[:] = 1e-2 / np.maximum(vmax, 1e-12)
             first = False
-        beta, logc, la, lb = system.observe(pt)
         if snap:
+            beta, logc, _, _ = system.observe(pt)
             last_beta[idx], last_logc[idx], last_L[idx] = beta, logc, L
             out.traj.append((_scatter(out.t, idx, t[:k]), last_beta.copy(), last_L.copy(), last_logc.copy()))
         # -- per-run stopping rules ---------------------------------------------------------------
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(L) & np.isfinite(F).all(axis=1)
-            bad = ~finite | ~(1e-10 * L <= np.maximum(loss0[:k], 1e-300)) | \
-                (np.abs(la).max(axis=1) > _LOG_MAX) | (np.abs(lb).max(axis=1) > _LOG_MAX)
+            bad = ~finite | ~(1e-10 * L <= np.maximum(loss0[:k], 1e-300)) | (system.log_max(pt) > _LOG_MAX)
             conv = finite & (L <= loss_tol * loss0[:k])
             dt = t[:k] - prev_t[:k]
             change = np.abs(prev_L[:k] - L) * t[:k] / np.where(dt > 0, dt, np.nan)
@@ -379,7 +389,8 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             out.status[gi[conv[j]]] = "converged"
             out.status[gi[over[j]]] = "max_steps"
             with np.errstate(over="ignore", invalid="ignore"):
-                out.a[gi], out.b[gi], out.beta[gi] = la[j], lb[j], beta[j]
+                beta, _, la, lb = system.observe(tuple(x[j] for x in pt))
+                out.a[gi], out.b[gi], out.beta[gi] = la, lb, beta
                 out.gain[gi] = system.gain(Y[j])
             out.loss[gi], out.t[gi], out.steps[gi], out.rejected[gi], out.evals[gi] = \
                 L[j], t[j], steps[j], rej[j], evals[j]
@@ -401,10 +412,10 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             system.refresh(stale, Y[stale])
             age[stale] = 0
         hh = np.minimum(h[:k], t_max - t[:k])
-        sigma = 1.0 / (ros.GAMMA * hh)
-        system.prepare(sigma)
-        inv_h = (1.0 / hh)[:, None]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            sigma = 1.0 / (ros.GAMMA * hh)
+            system.prepare(sigma)
+            inv_h = (1.0 / hh)[:, None]
             system.solve(F, sigma, U[0])
             for i in range(1, s):
                 flat = U[:i].reshape(i, -1)

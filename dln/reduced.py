@@ -100,15 +100,11 @@ def coefficients(method: str, variant: str, params: dict, size: int) -> Coeffici
         co.coef[:] = 8.0 * gamma
         co.gmod[:] = gamma if not full else 0.0
         return co
-    co.coef[:] = 8.0 * gamma
-    co.g4[:] = 4.0 * gamma
-    co.gmod[:] = gamma
-    central = method == "cgr"
-    if full:
-        co.c1[:] = 0.0 if central else 4.0 * gamma * eps
-        co.c2[:] = 0.0 if central else 4.0 * eps
-        co.c3[:] = 4.0 * eps * eps
-    else:
+    central = method == "cgr"  # central differences: the odd powers of ε cancel
+    with np.errstate(over="ignore"):  # a huge γ or ρ gives infinite rates: the run diverges
+        co.coef[:] = 8.0 * gamma
+        co.g4[:] = 4.0 * gamma
+        co.gmod[:] = gamma
         co.c1[:] = 0.0 if central else 4.0 * gamma * eps
         co.c2[:] = 0.0 if central else 4.0 * eps
         co.c3[:] = 4.0 * eps * eps
@@ -153,8 +149,10 @@ class ReducedSystem:
         self._flags()
         self._pairs_cache = None
         # Jacobian model per run (see ``refresh``)
+        # W = 0 until the first refresh (the flow starts non-stiff): V = I, λ = 0
         self.Lm = np.zeros((self.B, n, 2 * n))
-        self.Rm = np.zeros((self.B, n, n))
+        self.Lm[:, :, :n] = np.eye(n)
+        self.Rm = np.broadcast_to(np.eye(n), (self.B, n, n)).copy()
         self.lam = np.zeros((self.B, n))
         self.betaW = np.zeros((self.B, d)) if self.full else None
         self.inv = np.zeros((self.B, n))
