@@ -25,6 +25,8 @@ _MAX_EXPONENT = 690.0
 _MAX_EXPONENT_STEP = 64.0
 # The round-off stopping floor is accepted only up to this relative level.
 _MAX_FLOOR = 1e-6
+# y is "not in range(X)" when its least-squares residual exceeds this fraction of ‖y‖.
+INFEASIBLE = 1e-6
 
 
 @dataclass
@@ -48,8 +50,11 @@ class MirrorResult:
         It is ~1e-15 at a solution, except where β_i underflows (ln c + |a_i| < −745, only
         possible for ln c < −700): there β_i = 0 cannot carry its mirror coordinate.
     status : str
-        ``"converged"`` (residual test met), ``"max_iter"`` or ``"failed"`` (line search
-        or linear algebra broke down, or ‖Xβ − y‖ overflowed, before convergence).
+        ``"converged"`` (residual test met), ``"max_iter"``, ``"failed"`` (line search
+        or linear algebra broke down, or ‖Xβ − y‖ overflowed, before convergence), or
+        ``"infeasible"``: y is not in range(X) (its least-squares residual exceeds
+        1e-6·‖y‖, :func:`interpolation_residual`), so no β interpolates and the problem has
+        no solution; β is then the starting point 2c⊙sinh(z0) and no iteration is made.
     iterations : int
         Newton iterations performed.
     """
@@ -168,6 +173,46 @@ def _null_space_residual(X, v):
     return _norm(v - X.T @ coef)
 
 
+def _interpolation_residual(X, y, y_norm) -> float:
+    """min_β ‖Xβ − y‖ / ‖y‖ (0 for y = 0): round-off when y ∈ range(X), else the relative distance of
+    y from range(X).  With full row rank (XXᵀ positive definite) β = Xᵀ(XXᵀ)⁻¹y interpolates and
+    one Cholesky decides; otherwise a least-squares solve (SVD) measures the distance.  X has
+    max|X| = 1 here (equilibrated by the callers), so XXᵀ cannot overflow."""
+    if y_norm == 0.0:
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            factor = scipy.linalg.cho_factor(X @ X.T, check_finite=False)
+            w = scipy.linalg.cho_solve(factor, y, check_finite=False)
+            res = _norm(X @ (X.T @ w) - y) / y_norm
+            if np.isfinite(res) and res <= INFEASIBLE:
+                return res
+        except np.linalg.LinAlgError:
+            pass
+        beta = scipy.linalg.lstsq(X, y, check_finite=False)[0]
+        res = _norm(X @ beta - y) / y_norm
+    return res if np.isfinite(res) else np.inf
+
+
+def interpolation_residual(X, y) -> float:
+    """Relative least-squares residual min_β ‖Xβ − y‖ / ‖y‖: about 1e-16 when some β interpolates
+    (y ∈ range(X)), the relative distance of y from range(X) otherwise (e.g. n > d with noisy
+    labels, or two equal rows of X with different labels).  Above :data:`INFEASIBLE` (1e-6) the
+    implicit-bias problems argmin_{Xβ=y} (docs/theory.md §2, §15) have no solution."""
+    who = "interpolation_residual"
+    X = _as_matrix(X, who)
+    y = _as_target(y, X.shape[0], who)
+    sigma = float(np.max(np.abs(X)))
+    if sigma > 0.0:
+        with np.errstate(over="ignore"):
+            X, y = X / sigma, y / sigma
+    with np.errstate(over="ignore"):
+        y_norm = _norm(y)
+    if not np.isfinite(y_norm):
+        return np.inf
+    return _interpolation_residual(X, y, y_norm)
+
+
 def _newton_direction(X, a, log_c, grad):
     """Newton direction up to a positive factor: returns (Δ̃, s) with the Newton step e^{−s}Δ̃.
 
@@ -280,6 +325,8 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
         beta = np.zeros(d)
     else:
         beta = _two_c_sinh(a, log_c)
+        if _interpolation_residual(X, y, y_norm) > INFEASIBLE:
+            status = "infeasible"  # the dual is unbounded: Newton would chase ν to infinity
     while status == "max_iter":
         # β may grow towards e^690 when no interpolator exists (ν diverges): the residual and its
         # scales may then overflow, which ends the iteration as "failed" (never inf <= inf).

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
+from sympy.printing.pretty.stringpict import prettyForm
 
 #: Size of the generic symbolic instance: n examples, d coordinates.
 SYMBOLIC_N = 2
@@ -108,11 +109,46 @@ def _dln(n: int = SYMBOLIC_N, d: int = SYMBOLIC_D):
                 L=L, grad_u=gu, grad_v=gv, grads=grads, beta_fn=beta)
 
 
+# --------------------------------------------------------------------------------------
+# display symbols
+# --------------------------------------------------------------------------------------
+
+class _Quantity(sp.Symbol):
+    """A named compound quantity or left-hand side that no SymPy symbol name spells
+    ((M(m⊙g))_j, ‖∇_w L‖², d ln(u_j v_j)/dt, ...).
+
+    Printed verbatim as its Unicode name by ``sympy.pretty`` (which would otherwise split the name
+    at ``_`` and ``^``) and as ``tex`` by ``sympy.latex``; sorted after the ordinary symbols in a
+    product (γ H∇L, not H∇L γ).
+    """
+
+    def __new__(cls, name: str, tex: str):
+        obj = super().__new__(cls, name)
+        obj.tex = tex
+        return obj
+
+    def __getnewargs_ex__(self):
+        return (self.name, self.tex), {}
+
+    @classmethod
+    def class_key(cls):
+        return 2, 1, cls.__name__  # Symbol's key is (2, 0, "Symbol")
+
+    def _latex(self, printer, **kwargs):
+        return self.tex
+
+    def _pretty(self, printer, **kwargs):
+        return prettyForm(self.name)
+
+
 # per-coordinate display symbols
 _j = sp.Symbol("j", integer=True)
 _uj, _vj, _gj, _mj, _betaj = sp.symbols("u_j v_j g_j m_j beta_j")
-_Mmg = sp.Symbol("(M(m*g))_j")
+_Mmg = _Quantity("(M(m⊙g))_j", r"(M(m \odot g))_{j}")
 _gamma, _eps = sp.symbols("gamma epsilon")
+_D3L = _Quantity("∇³L[∇L, ∇L]", r"\nabla^{3} L[\nabla L, \nabla L]")
+_d_ln_c = _Quantity("d ln(u_j v_j)/dt", r"\frac{d}{d t} \ln(u_{j} v_{j})")
+_dz = _Quantity("dz_j/dt", r"\frac{d z_{j}}{d t}")
 
 
 def _registry_entry(builder):
@@ -163,12 +199,14 @@ def _build_gradient_hvp() -> Derivation:
                    "||grad_w l_i||^2 for l_i = r_i^2/2, with g = X^T r/n, M = X^T X/n, m = u^2 + v^2, "
                    "kappa_i = sum_j x_ij^2 m_j."),
         expressions={
-            "grad_u": sp.Eq(sp.Symbol("(grad_u L)_j"), 2 * _uj * _gj),
-            "grad_v": sp.Eq(sp.Symbol("(grad_v L)_j"), -2 * _vj * _gj),
-            "grad_norm2": sp.Eq(sp.Symbol("||grad_w L||^2"), 4 * sp.Sum(_mj * _gj**2, (_j, 1, sp.Symbol("d")))),
-            "hvp_u": sp.Eq(sp.Symbol("(H grad L)_u_j"), 4 * _uj * _gj**2 + 8 * _uj * _Mmg),
-            "hvp_v": sp.Eq(sp.Symbol("(H grad L)_v_j"), 4 * _vj * _gj**2 - 8 * _vj * _Mmg),
-            "per_example_grad_norm2": sp.Eq(sp.Symbol("||grad_w l_i||^2"), 4 * ri**2 * kappai),
+            "grad_u": sp.Eq(_Quantity("(∇_u L)_j", r"(\nabla_{u} L)_{j}"), 2 * _uj * _gj),
+            "grad_v": sp.Eq(_Quantity("(∇_v L)_j", r"(\nabla_{v} L)_{j}"), -2 * _vj * _gj),
+            "grad_norm2": sp.Eq(_Quantity("‖∇_w L‖²", r"\|\nabla_{w} L\|^{2}"),
+                                4 * sp.Sum(_mj * _gj**2, (_j, 1, sp.Symbol("d")))),
+            "hvp_u": sp.Eq(_Quantity("(H∇L)_{u_j}", r"(H \nabla L)_{u_{j}}"), 4 * _uj * _gj**2 + 8 * _uj * _Mmg),
+            "hvp_v": sp.Eq(_Quantity("(H∇L)_{v_j}", r"(H \nabla L)_{v_{j}}"), 4 * _vj * _gj**2 - 8 * _vj * _Mmg),
+            "per_example_grad_norm2": sp.Eq(_Quantity("‖∇_w ℓ_i‖²", r"\|\nabla_{w} \ell_{i}\|^{2}"),
+                                            4 * ri**2 * kappai),
         },
         check=check,
         derived={"grad_u": gu, "grad_v": gv, "hvp_u": hvp_u, "hvp_v": hvp_v,
@@ -198,9 +236,11 @@ def _build_potential() -> Derivation:
             _is_zero(sp.simplify(sp.diff(phi, beta) - sp.asinh(beta / (2 * c)))),
             sp.limit(phi - small_c_leading, c, 0, "+") == 0,
             sp.limit(phi / (beta * sp.log(1 / c)), c, 0, "+") == 1,
+            sp.limit((phi - small_c_leading) / c, c, 0, "+") == 2,  # the remainder is O(c), not o(1) only
             _is_zero(large_c - beta**2 * e / 4),
         ])
 
+    phi_c = _Quantity("φ_c(β)", r"\phi_{c}(\beta)")
     return Derivation(
         name="potential",
         title="Hyperbolic-entropy potential and its limits (docs/theory.md §1, §2.2)",
@@ -209,10 +249,11 @@ def _build_potential() -> Derivation:
                    "c -> oo gives phi_c = beta^2/(4c) + O(c^-3) (l2)."),
         expressions={
             "q": sp.Eq(sp.Function("q")(s_), q_int),
-            "q_prime": sp.Eq(sp.Derivative(sp.Function("q")(s_), s_), sp.diff(q_closed, s_)),
-            "grad_phi": sp.Eq(sp.Symbol("dphi_c/dbeta"), sp.simplify(sp.diff(phi, beta))),
-            "small_c": sp.Eq(sp.Symbol("phi_c(beta), c->0"), small_c_leading + sp.Order(c, (c, 0))),
-            "large_c": sp.Eq(sp.Symbol("phi_c(beta), c->oo"), beta**2 / (4 * c) + sp.Order(c**-3, (c, sp.oo))),
+            "q_prime": sp.Eq(sp.Derivative(sp.Function("q")(s_), s_), sp.simplify(sp.diff(q_closed, s_))),
+            "grad_phi": sp.Eq(_Quantity("∂φ_c/∂β", r"\frac{\partial \phi_{c}}{\partial \beta}"),
+                              sp.simplify(sp.diff(phi, beta))),
+            "small_c": sp.Eq(phi_c, small_c_leading + sp.Order(c, (c, 0))),
+            "large_c": sp.Eq(phi_c, beta**2 / (4 * c) + sp.Order(c**-3, (c, sp.oo))),
         },
         check=check,
         derived={"q": q_int},
@@ -271,11 +312,13 @@ def _build_gr_flow() -> Derivation:
                    "and the mirror coordinate z = ln(u/v) stays in range(X^T). Per-example GR, "
                    "(1/n) sum_i [l_i + (gamma/2)||grad_w l_i||^2]: d ln(u v)/dt = -(8 gamma/n) sum_i (x_ij r_i)^2."),
         expressions={
-            "dlog_c": sp.Eq(sp.Symbol("d ln(u_j v_j)/dt"), -8 * _gamma * _gj**2),
-            "dz": sp.Eq(sp.Symbol("dz_j/dt"), -4 * (_gj + 4 * _gamma * _Mmg)),
-            "dlog_c_per_example": sp.Eq(sp.Symbol("d ln(u_j v_j)/dt [per-example]"),
+            "dlog_c": sp.Eq(_d_ln_c, -8 * _gamma * _gj**2),
+            "dz": sp.Eq(_dz, -4 * (_gj + 4 * _gamma * _Mmg)),
+            "dlog_c_per_example": sp.Eq(_Quantity("d ln(u_j v_j)/dt [per-example]",
+                                                 r"\left.\frac{d}{d t} \ln(u_{j} v_{j})\right|_{\text{per-example}}"),
                                         -8 * _gamma / nn * sp.Sum((xij * ri) ** 2, (i_, 1, nn))),
-            "dz_per_example": sp.Eq(sp.Symbol("dz_j/dt [per-example]"),
+            "dz_per_example": sp.Eq(_Quantity("dz_j/dt [per-example]",
+                                             r"\left.\frac{d z_{j}}{d t}\right|_{\text{per-example}}"),
                                     -4 * _gj - 16 * _gamma / nn * sp.Sum(xij * ri * kappai, (i_, 1, nn))),
         },
         check=check,
@@ -337,7 +380,8 @@ def _build_fgr() -> Derivation:
         ])
 
     gt = sp.Symbol("gtilde_j")
-    Mbg2 = sp.Symbol("(M(beta*g^2))_j")
+    Mbg2 = _Quantity("(M(β⊙g²))_j", r"(M(\beta \odot g^{2}))_{j}")
+    grad_L = _Quantity("∇L", r"\nabla L")
     return Derivation(
         name="fgr",
         title="Finite-difference GR (signed eps) and un-normalised SAM (docs/theory.md §7.3, §8)",
@@ -351,12 +395,14 @@ def _build_fgr() -> Derivation:
         expressions={
             "beta_tilde": sp.Eq(sp.Symbol("betatilde_j"), _betaj + 4 * _eps * _mj * _gj + 4 * _eps**2 * _betaj * _gj**2),
             "g_tilde": sp.Eq(gt, _gj + 4 * _eps * _Mmg + 4 * _eps**2 * Mbg2),
-            "dlog_c": sp.Eq(sp.Symbol("d ln(u_j v_j)/dt"), -8 * _gamma * _gj * gt),
-            "gain_rate": sp.Eq(sp.Symbol("g_j gtilde_j"), _gj**2 + 4 * _eps * _gj * _Mmg + 4 * _eps**2 * _gj * Mbg2),
-            "series": sp.Eq(sp.Symbol("G_eps"), sp.Symbol("grad L") + _gamma * sp.Symbol("H grad L")
-                            + _eps * _gamma / 2 * sp.Symbol("D^3L[grad L, grad L]") + sp.Order(_eps**2)),
-            "sign": sp.Eq(sp.Symbol("sum_j m_j g_j (M(m*g))_j"), sp.Symbol("||X(m*g)||^2") / sp.Symbol("n")),
-            "sam": sp.Eq(sp.Symbol("G_rho (gamma = eps = rho)"), sp.Symbol("grad L(w + rho grad L(w))")),
+            "dlog_c": sp.Eq(_d_ln_c, -8 * _gamma * _gj * gt),
+            "gain_rate": sp.Eq(_gj * gt, _gj**2 + 4 * _eps * _gj * _Mmg + 4 * _eps**2 * _gj * Mbg2),
+            "series": sp.Eq(_Quantity("G_ε", r"G_{\epsilon}"), grad_L + _gamma * _Quantity("H∇L", r"H \nabla L")
+                            + _eps * _gamma / 2 * _D3L + sp.Order(_eps**2)),
+            "sign": sp.Eq(sp.Sum(_mj * _gj * _Mmg, (_j, 1, sp.Symbol("d"))),
+                          _Quantity("‖X(m⊙g)‖²", r"\|X(m \odot g)\|^{2}") / sp.Symbol("n")),
+            "sam": sp.Eq(_Quantity("G_ε (γ = ε = ρ)", r"\left.G_{\epsilon}\right|_{\gamma = \epsilon = \rho}"),
+                         _Quantity("∇L(w + ρ∇L(w))", r"\nabla L(w + \rho \nabla L(w))")),
         },
         check=check,
         derived={"fgr_g_tilde": _fgr_quantities(SYMBOLIC_N, SYMBOLIC_D)["g_t"]},
@@ -405,6 +451,7 @@ def _build_flooding() -> Derivation:
             _is_zero(coefficient(ascent_descent, 3) + coefficient(descent_ascent, 3)),
         ])
 
+    grad_R = _Quantity("∇(½‖∇L‖²)", r"\nabla \left(\frac{1}{2} \|\nabla L\|^{2}\right)")
     return Derivation(
         name="flooding",
         title="Flooding two-step identity (docs/theory.md §7.9)",
@@ -413,12 +460,11 @@ def _build_flooding() -> Derivation:
                    "(forward difference); descent then ascent has the same eta^2 term and the opposite eta^3 "
                    "term (backward difference)."),
         expressions={
-            "ascent_descent": sp.Eq(sp.Symbol("theta_2 - theta_0"),
-                                    -eta**2 * sp.Symbol("grad(1/2||grad L||^2)")
-                                    - eta**3 / 2 * sp.Symbol("D^3L[grad L, grad L]") + sp.Order(eta**4)),
-            "descent_ascent": sp.Eq(sp.Symbol("theta_2 - theta_0 [descent first]"),
-                                    -eta**2 * sp.Symbol("grad(1/2||grad L||^2)")
-                                    + eta**3 / 2 * sp.Symbol("D^3L[grad L, grad L]") + sp.Order(eta**4)),
+            "ascent_descent": sp.Eq(_Quantity("θ_2 − θ_0", r"\theta_{2} - \theta_{0}"),
+                                    -eta**2 * grad_R - eta**3 / 2 * _D3L + sp.Order(eta**4)),
+            "descent_ascent": sp.Eq(_Quantity("θ_2 − θ_0 [descent first]",
+                                             r"\left.(\theta_{2} - \theta_{0})\right|_{\text{descent first}}"),
+                                    -eta**2 * grad_R + eta**3 / 2 * _D3L + sp.Order(eta**4)),
         },
         check=check,
         derived={"ascent_descent": ascent_descent, "descent_ascent": descent_ascent},
@@ -477,7 +523,8 @@ def _build_depth() -> Derivation:
             ok.extend(_is_zero(e) for row in gr_instance(Dk) for e in row)
         return all(ok)
 
-    mD, ghat = sp.symbols("(M(m_D*g))_j ghat_j")
+    mD = _Quantity("(M(m_D⊙g))_j", r"(M(m_{D} \odot g))_{j}")
+    ghat = sp.Symbol("ghat_j")
     return Derivation(
         name="depth",
         title="Depth-D invariants and the depth-D GR out-of-span term (docs/theory.md §2.3, §7.7)",
@@ -486,13 +533,15 @@ def _build_depth() -> Derivation:
                    "on a generic 2x2 instance), u^(2-D) picks up gamma D^2(D-1)(D-2) u^(D-2) g^2, "
                    "so z_D = u^(2-D) - v^(2-D) leaves range(X^T): no exact mirror flow."),
         expressions={
-            "sum_invariant": sp.Eq(sp.Symbol("d/dt (u^(2-D) + v^(2-D))"), sp.simplify(d_u + d_v)),
-            "difference": sp.Eq(sp.Symbol("d/dt (u^(2-D) - v^(2-D))"), sp.factor(sp.simplify(d_u - d_v))),
-            "gr_penalty_grad_u": sp.Eq(sp.Symbol("grad_u (1/2)||grad L||^2"),
+            "sum_invariant": sp.Eq(_Quantity("d/dt (u^(2−D) + v^(2−D))", r"\frac{d}{d t} \left(u^{2 - D} + v^{2 - D}\right)"),
+                                   sp.simplify(d_u + d_v)),
+            "difference": sp.Eq(_Quantity("d/dt (u^(2−D) − v^(2−D))", r"\frac{d}{d t} \left(u^{2 - D} - v^{2 - D}\right)"),
+                                sp.factor(sp.simplify(d_u - d_v))),
+            "gr_penalty_grad_u": sp.Eq(_Quantity("∇_{u_j} ½‖∇L‖²", r"\nabla_{u_{j}} \frac{1}{2} \|\nabla L\|^{2}"),
                                        D**2 * (D - 1) * _uj ** (2 * D - 3) * _gj**2 + D**3 * _uj ** (D - 1) * mD),
-            "gr_u": sp.Eq(sp.Symbol("d/dt u_j^(2-D)"),
+            "gr_u": sp.Eq(_Quantity("d/dt u_j^(2−D)", r"\frac{d}{d t} u_{j}^{2 - D}"),
                           D * (D - 2) * ghat + _gamma * D**2 * (D - 1) * (D - 2) * _uj ** (D - 2) * _gj**2),
-            "gr_v": sp.Eq(sp.Symbol("d/dt v_j^(2-D)"),
+            "gr_v": sp.Eq(_Quantity("d/dt v_j^(2−D)", r"\frac{d}{d t} v_{j}^{2 - D}"),
                           -D * (D - 2) * ghat + _gamma * D**2 * (D - 1) * (D - 2) * _vj ** (D - 2) * _gj**2),
             "ghat": sp.Eq(ghat, _gj + _gamma * D**2 * mD),
         },
@@ -530,13 +579,27 @@ def derive_all() -> list[tuple[Derivation, bool]]:
     return [(der, bool(der.check())) for der in DERIVATIONS.values()]
 
 
+def to_latex(expr) -> str:
+    """LaTeX of a closed form: SymPy's printer (display symbols print their own), ``\\ln`` for the
+    natural logarithm and ``\\operatorname{arcsinh}`` (docs/theory.md's name; SymPy says asinh)."""
+    tex = sp.latex(expr, ln_notation=True)
+    return tex.replace(r"\operatorname{asinh}", r"\operatorname{arcsinh}")
+
+
 def render(derivation: Derivation, latex: bool = False) -> str:
-    """Title, statement and closed forms of one derivation, pretty-printed or as LaTeX."""
-    lines = [derivation.title, "", derivation.statement, ""]
+    """Title, statement and closed forms of one derivation, pretty-printed or as LaTeX.
+
+    With ``latex=True`` every line is either a LaTeX comment (``% ...``: title, statement, the
+    name of the closed form) or one LaTeX math expression (no ``$``), ready for an ``align``.
+    """
+    if latex:
+        lines = [f"% {derivation.title}", "%", f"% {derivation.statement}", ""]
+    else:
+        lines = [derivation.title, "", derivation.statement, ""]
     for key, expr in derivation.expressions.items():
         if latex:
             lines.append(f"% {key}")
-            lines.append(sp.latex(expr))
+            lines.append(to_latex(expr))
         else:
             lines.append(f"[{key}]")
             lines.append(sp.pretty(expr, use_unicode=True))

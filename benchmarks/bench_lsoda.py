@@ -25,6 +25,7 @@ from scipy.integrate import solve_ivp
 
 from analysis.predict import mirror_argmin
 from benchmarks import make_row, summarize
+from dln.methods import VARIANT_METHODS
 from dln.problem import make_problem
 from dln.simulate import run_batch
 
@@ -240,6 +241,8 @@ def method_table(P, alphas, variants, methods=("gf", "gr", "fgr", "bgr", "usam")
                   usam=dict(rho=RHO), gf={})
     for variant in variants:
         for m in methods:
+            if variant != "full" and m not in VARIANT_METHODS:  # gf has no per-example penalty
+                continue
             kw = dict(alpha=np.asarray(alphas, dtype=float), **params[m])
             res, w = _dln(P, m, variant, kw, rtol)
             base = [lsoda_run(X, y, make_rates(X, y, m, variant, **params[m]), float(a), rtol=rtol) for a in alphas]
@@ -298,17 +301,16 @@ def profile_rows(P, method="fgr", variant="per-sample", rtol=RTOL, size="full"):
     kw = dict(workload(size))[method]
     res, st, wall = _profile(lambda: run_batch(P, method, variant=variant, rtol=rtol, loss_tol=LOSS_TOL, **kw))
     total = _cum(st, lambda f, n: f.endswith("dln/integrate.py") and n == "flow")
+    red = lambda f: f.endswith("dln/reduced.py")  # noqa: E731
     parts = {
-        "direction_evals": _cum(st, lambda f, n: f.endswith("dln/methods.py") and n == "__call__"),
-        # the Jacobian model (Direction.linearization, called from _Jacobian.refresh), the n×n
-        # factorizations and the _Solver set-up
-        "jacobian_model_and_factor": _cum(st, lambda f, n: (f.endswith("dln/integrate.py") and n in (
-            "__init__", "refresh", "update", "factor")) or (f.endswith("dln/methods.py") and n == "linearization")),
-        "woodbury_solves": _cum(st, lambda f, n: f.endswith("dln/integrate.py") and n == "solve"),
-        "error_norms": _cum(st, lambda f, n: f.endswith("dln/integrate.py") and n == "_rms"),
+        "direction_evals": _cum(st, lambda f, n: red(f) and n == "rates"),
+        # the Jacobian model: Gram matrices and the eigendecomposition of each refreshed run
+        "jacobian_model_and_factor": _cum(st, lambda f, n: red(f) and n == "refresh"),
+        "eigen_solves": _cum(st, lambda f, n: red(f) and n == "solve"),
+        "error_norms": _cum(st, lambda f, n: red(f) and n == "error_parts"),
     }
-    ncalls = sum(v[1] for (f, _, n), v in st.items() if f.replace("\\", "/").endswith("dln/methods.py") and n == "__call__")
-    nsteps = sum(v[1] for (f, _, n), v in st.items() if f.replace("\\", "/").endswith("dln/integrate.py") and n == "_sdirk_step")
+    ncalls = sum(v[1] for (f, _, n), v in st.items() if red(f.replace("\\", "/")) and n == "rates")
+    nsteps = sum(v[1] for (f, _, n), v in st.items() if red(f.replace("\\", "/")) and n == "error_parts")
     extra = {f"{k}_%": 100.0 * v / total for k, v in parts.items()}
     extra["other_integrator_%"] = 100.0 - sum(extra.values())
     extra["batched_direction_calls"] = ncalls

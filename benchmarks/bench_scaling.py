@@ -89,10 +89,11 @@ def alpha_rows(alphas, methods_=("gf", "gr")):
     rows = []
     for m in methods_:
         kw = dict(gamma=GAMMA) if m == "gr" else {}
+        variant = "per-sample" if m == "gr" else "full"  # gf has no per-example penalty
         evals, steps, walls, errs, stat = [], [], [], [], []
         for a in alphas:
             t0 = time.perf_counter()
-            res = run_batch(P, m, variant="per-sample", alpha=a, rtol=1e-6, **kw)
+            res = run_batch(P, m, variant=variant, alpha=a, rtol=1e-6, **kw)
             walls.append(time.perf_counter() - t0)
             evals.append(int(res.n_evals[0]))
             steps.append(int(res.steps[0]))
@@ -104,7 +105,7 @@ def alpha_rows(alphas, methods_=("gf", "gr")):
         slope = float(np.polyfit(np.log(inv), evals, 1)[0])
         conv = all(s == "converged" for s in stat)
         rows.append(make_row(
-            BENCH, f"{m} per-sample: work vs α ∈ [{min(alphas):g}, {max(alphas):g}] (n=40, d=100, single runs)",
+            BENCH, f"{m} {variant}: work vs α ∈ [{min(alphas):g}, {max(alphas):g}] (n=40, d=100, single runs)",
             unit="evals", ours=summarize([evals[-1]]), ratio=p, ratio_name="exponent of evals in 1/α",
             target=0.2, target_op="<=", accuracy=f"max err {max(errs):.1e}" + ("" if conv else "; NOT ALL CONVERGED"),
             accuracy_ok=conv and max(errs) <= 1e-8,

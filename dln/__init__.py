@@ -5,7 +5,9 @@ Python API (docs/design.md §5 names):
 - ``dln.simulate(problem, method, ...)``: one batch of runs → list of records;
 - ``dln.sweep(...)`` / ``dln.merge(...)``: grids of runs, as ``dln sweep`` / ``dln merge``;
 - ``dln.DiagonalLinearNetwork``: a scikit-learn-compatible estimator;
-- ``dln.make_problem``, ``dln.load_problem``, ``dln.methods``, ``dln.integrate``.
+- ``dln.make_problem``, ``dln.load_problem``, ``dln.methods``, ``dln.integrate``;
+- ``dln.load_trajectory(path)``: a file of ``simulate --save-trajectory`` / ``sweep
+  --save-trajectories`` (format ``dln-trajectory/1``, see ``dln.trajectory``).
 
 ``dln.simulate`` and ``dln.sweep`` are the functions; their modules are imported with
 ``from dln.simulate import run_batch`` or ``from dln.sweep import build_plan``.
@@ -17,8 +19,9 @@ from .model import State, initial_state
 from .problem import Problem, load_problem, make_problem, save_problem
 from .simulate import simulate
 from .sweep import merge, sweep
+from .trajectory import load_trajectory
 
 __version__ = "0.1.0"
 
 __all__ = ["DLNError", "DiagonalLinearNetwork", "Problem", "State", "initial_state", "load_problem",
-           "make_problem", "merge", "methods", "save_problem", "simulate", "sweep"]
+           "load_trajectory", "make_problem", "merge", "methods", "save_problem", "simulate", "sweep"]

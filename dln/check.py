@@ -56,16 +56,16 @@ EXACT_TOL = 1e-9
 INTEGRAL_TOL = 1e-9
 
 
+# Each rows_* function yields its rows as they are computed, so that `dln check` prints a row as
+# soon as it is known.
 def rows_gf(P):
     # in the network's own coordinates (ln u, ln v): the theorem is checked, not built in (dln.reduced)
     r = run_batch(P, "gf", alpha=np.array([1.0, 0.1, 0.01]), rtol=1e-10, state_form="general")
-    out = []
     for i, a in enumerate((1.0, 0.1, 0.01)):
         err = _limit_error(P, r, i, log_c=np.full(P.d, 2 * np.log(a)))
-        out.append(_row(f"GF -> argmin Q_alpha (alpha={a:g})", "2.1", err, EXACT_TOL, r.status[i]))
+        yield _row(f"GF -> argmin Q_alpha (alpha={a:g})", "2.1", err, EXACT_TOL, r.status[i])
     drift = float(np.max(np.abs(r.log_c - r.log_c0)))
-    out.append(_row("GF conserves u*v (max |ln(uv) - ln alpha^2|)", "2.1", drift, 1e-10))
-    return out
+    yield _row("GF conserves u*v (max |ln(uv) - ln alpha^2|)", "2.1", drift, 1e-10)
 
 
 def rows_limits(P):
@@ -100,7 +100,6 @@ MECHANISMS = [
 
 
 def rows_mechanisms(P, alpha=0.1):
-    out = []
     gains = {}
     for method, variant, hp, sec in MECHANISMS:
         r = run_batch(P, method, variant=variant, alpha=alpha, rtol=1e-10, state_form="general", **hp)
@@ -108,9 +107,9 @@ def rows_mechanisms(P, alpha=0.1):
         e_meas = _limit_error(P, r, 0)
         e_int = _limit_error(P, r, 0, log_c=r.log_c_theory[0])
         e_naive = _limit_error(P, r, 0, log_c=np.full(P.d, 2 * np.log(alpha)))
-        out.append(_row(f"{name} -> argmin Q_alpha_eff, alpha_eff measured", sec, e_meas, EXACT_TOL,
-                        f"{r.status[0]}; naive argmin Q_alpha: {e_naive:.1e}"))
-        out.append(_row(f"{name} -> argmin Q_alpha_eff, alpha_eff from the gain integral", sec, e_int, INTEGRAL_TOL))
+        yield _row(f"{name} -> argmin Q_alpha_eff, alpha_eff measured", sec, e_meas, EXACT_TOL,
+                   f"{r.status[0]}; naive argmin Q_alpha: {e_naive:.1e}")
+        yield _row(f"{name} -> argmin Q_alpha_eff, alpha_eff from the gain integral", sec, e_int, INTEGRAL_TOL)
         gains[(method, variant)] = -0.5 * (r.log_c[0] - r.log_c0[0])
     for variant in ("full", "per-sample"):
         f, g, b = (gains[(m, variant)] for m in ("fgr", "gr", "bgr"))
@@ -120,40 +119,35 @@ def rows_mechanisms(P, alpha=0.1):
         else:  # coordinate-wise, no condition (docs/theory.md §7.5)
             margin = min(np.min(f - g), np.min(g - b))
             what = "every coordinate"
-        out.append(_row(f"F-GR gain > GR gain > B-GR gain ({variant}, {what}: smallest margin)", "7.3",
-                        margin, 0.0, f"means {np.mean(f):.4f} > {np.mean(g):.4f} > {np.mean(b):.4f}", relation=">="))
-    return out
+        yield _row(f"F-GR gain > GR gain > B-GR gain ({variant}, {what}: smallest margin)", "7.3",
+                   margin, 0.0, f"means {np.mean(f):.4f} > {np.mean(g):.4f} > {np.mean(b):.4f}", relation=">=")
 
 
 def rows_discrete(P, alpha=0.1):
-    out = []
     for label, kw, sec in (("GD (eta=0.05)", dict(lr=0.05), "5.1"),
                            ("SGD (batch 1, eta=0.02)", dict(lr=0.02, batch_size=1), "6.1")):
         r = run_batch(P, "gf", alpha=alpha, time="discrete", **kw)
         err = _limit_error(P, r, 0, z0=-2.0 * r.tilt[0])
         naive = _limit_error(P, r, 0)
-        out.append(_row(f"{label}: exact discrete characterisation with tilt Phi", sec, err, EXACT_TOL,
-                        f"{r.status[0]}, {r.steps[0]} steps; without the tilt: {naive:.1e}"))
+        yield _row(f"{label}: exact discrete characterisation with tilt Phi", sec, err, EXACT_TOL,
+                   f"{r.status[0]}, {r.steps[0]} steps; without the tilt: {naive:.1e}")
     etas = np.array([0.01, 0.02, 0.04, 0.08])
     gd = run_batch(P, "gf", alpha=alpha, time="discrete", lr=etas)
     grf = run_batch(P, "gr", alpha=alpha, gamma=etas / 2, rtol=1e-11)
     errs = np.array([_rel(gd.beta[i], grf.beta[i]) for i in range(etas.size)])
     slope = float(np.polyfit(np.log(etas), np.log(errs), 1)[0])
-    out.append(_row("GD ~ GR with gamma = eta/2: error O(eta^2) (|slope - 2|)", "10", abs(slope - 2.0), 0.3,
-                    f"slope {slope:.2f}; errors " + ", ".join(f"{e:.1e}" for e in errs)))
-    return out
+    yield _row("GD ~ GR with gamma = eta/2: error O(eta^2) (|slope - 2|)", "10", abs(slope - 2.0), 0.3,
+               f"slope {slope:.2f}; errors " + ", ".join(f"{e:.1e}" for e in errs))
 
 
 def rows_symbolic(P):
     from analysis import symbolic
 
-    out = []
     failed = [der.name for der, ok in symbolic.derive_all() if not ok]
-    out.append(_row("SymPy derivations check (differentiate back / cancel)", "7", float(len(failed)), 0.0,
-                    "failed: " + ", ".join(failed) if failed else "all derivations verified"))
-    out.append(_row("Lambdified SymPy formulas == dln.methods at random points (max rel. diff.)", "7.1",
-                    symbolic_vs_numeric(), 1e-10))
-    return out
+    yield _row("SymPy derivations check (differentiate back / cancel)", "7", float(len(failed)), 0.0,
+               "failed: " + ", ".join(failed) if failed else "all derivations verified")
+    yield _row("Lambdified SymPy formulas == dln.methods at random points (max rel. diff.)", "7.1",
+               symbolic_vs_numeric(), 1e-10)
 
 
 def symbolic_vs_numeric(seed=0) -> float:
@@ -192,48 +186,82 @@ SECTIONS = [("gradient flow", rows_gf), ("limits", rows_limits), ("exact mechani
             ("discrete time", rows_discrete), ("symbolic", rows_symbolic)]
 
 
-def run_check(problem) -> list[Row]:
+#: width of the claim column of the streamed table (longer claims push their line to the right)
+CLAIM_WIDTH = 79
+
+
+def run_check(problem, on_row=None, on_section=None) -> list[Row]:
+    """All rows of the table; ``on_row(row)`` is called as each row is known, ``on_section(name,
+    rows)`` after each section."""
     rows = []
-    for _, fn in SECTIONS:
-        rows.extend(fn(problem))
+    for name, fn in SECTIONS:
+        done = []
+        for row in fn(problem):
+            done.append(row)
+            if on_row is not None:
+                on_row(row)
+        rows.extend(done)
+        if on_section is not None:
+            on_section(name, done)
     return rows
 
 
-def format_table(rows, seconds=None) -> str:
-    w = max(len(r.claim) for r in rows)
-    lines = [f"{'claim':<{w}}  {'theory':>6}  {'measured':>9}  {'':2} {'tolerance':>9}  result"]
-    for r in rows:
-        rel = "<=" if r.relation == "<=" else ">="
-        lines.append(f"{r.claim:<{w}}  {'§' + r.section:>6}  {r.measured:9.2e}  {rel:2} {r.tolerance:9.1e}  "
-                     f"{'PASS' if r.passed else 'FAIL'}" + (f"  ({r.detail})" if r.detail else ""))
+def format_header(w: int = CLAIM_WIDTH) -> str:
+    return f"{'claim':<{w}}  {'theory':>6}  {'measured':>9}  {'':2} {'tolerance':>9}  result"
+
+
+def format_row(r: Row, w: int = CLAIM_WIDTH) -> str:
+    rel = "<=" if r.relation == "<=" else ">="
+    return (f"{r.claim:<{w}}  {'§' + r.section:>6}  {r.measured:9.2e}  {rel:2} {r.tolerance:9.1e}  "
+            f"{'PASS' if r.passed else 'FAIL'}" + (f"  ({r.detail})" if r.detail else ""))
+
+
+def format_summary(rows, seconds=None) -> str:
     npass = sum(r.passed for r in rows)
-    tail = f"{npass}/{len(rows)} claims pass" + (f" in {seconds:.1f} s" if seconds is not None else "")
-    return "\n".join(lines + [tail])
+    return f"{npass}/{len(rows)} claims pass" + (f" in {seconds:.1f} s" if seconds is not None else "")
+
+
+def format_table(rows, seconds=None) -> str:
+    w = max([len(r.claim) for r in rows] + [len("claim")])
+    return "\n".join([format_header(w)] + [format_row(r, w) for r in rows] + [format_summary(rows, seconds)])
 
 
 def cmd_check(args) -> int:
     from .cli import problem_from_args
+    from .progress import Progress
 
     if args.data is None and args.n is None and args.d is None:
         args.n, args.d, args.k = 20, 50, 3 if args.k is None else args.k
     problem = problem_from_args(args)
+    progress = Progress("dln check", len(SECTIONS), unit="section", quiet=args.quiet, counts={"failed": 0})
     t0 = time.perf_counter()
-    rows = run_check(problem)
+    with progress:
+        if args.json:
+            rows = run_check(problem, on_section=lambda name, done: progress.update(
+                1, failed=sum(not r.passed for r in done)))
+        else:
+            progress.write(format_header())
+            rows = run_check(problem, on_row=lambda r: progress.write(format_row(r)),
+                             on_section=lambda name, done: progress.update(1, failed=sum(not r.passed for r in done)))
     seconds = time.perf_counter() - t0
     if args.json:
         json.dump(dict(rows=[asdict(r) for r in rows], passed=all(r.passed for r in rows), seconds=seconds),
                   sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(format_table(rows, seconds))
+        print(format_summary(rows, seconds))
     return 0 if all(r.passed for r in rows) else 1
 
 
 def add_check_parser(sub):
-    from .cli import add_data_arguments
+    from .cli import OPTIONAL, add_data_arguments
 
-    p = sub.add_parser("check", help="verify the theory: simulations vs closed forms, symbolic vs numeric")
+    p = sub.add_parser("check", help=OPTIONAL["check"][1],
+                       description="Verify the theory: each row simulates on one problem (default n=20, d=50, "
+                                   "k=3) and compares with a closed form; rows are printed as they finish, then "
+                                   "the count of passing claims.  Exit code 0 only if every claim passes.")
     add_data_arguments(p)
-    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--json", action="store_true", help="print the table as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress status on stderr")
     p.set_defaults(func=cmd_check)
     return p

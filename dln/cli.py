@@ -1,7 +1,13 @@
 """Command-line interface (docs/design.md §5 contract): ``dln SUBCOMMAND ...``.
 
-Subcommands: simulate, predict, sweep, merge, check, derive, figures.  User errors print one
+Subcommands: simulate, predict, sweep, merge, check, derive, figures, plot.  User errors print one
 line ``dln: error: …`` on stderr and exit with code 2 (``--debug`` re-raises instead).
+``--debug`` and ``--version`` / ``-V`` are accepted anywhere on the command line.
+
+Start-up stays light: the subcommands implemented in their own modules (sweep, merge, check,
+figures) are listed by ``dln --help`` without importing them; only the module of the subcommand
+being run is imported.  Text output never prints a raw ``None`` or an unformatted float:
+:func:`fmt` writes ``n/a`` and fixed formats.
 """
 from __future__ import annotations
 
@@ -14,10 +20,22 @@ import sys
 import numpy as np
 
 from . import __version__
-from .errors import DLNError
+from .errors import DLNError, fail
 from .integrate import DEFAULT_RTOL
 from .methods import METHODS, VARIANTS
 from .problem import DESIGNS, load_problem, make_problem
+from .simulate import MAX_STEPS
+
+#: Subcommands implemented in their own modules: name → (module, one-line help).  They are
+#: registered without importing their module unless they are the subcommand being run.
+OPTIONAL = {
+    "sweep": ("dln.sweep", "a grid of runs -> results.csv + config.json in --out DIR"),
+    "merge": ("dln.sweep", "join shard folders into one results.csv"),
+    "check": ("dln.check", "verify the theory: simulations vs closed forms, symbolic vs numeric"),
+    "figures": ("figures.run", "regenerate the theory figures (PNG, PDF, CSV)"),
+}
+#: Flags every subcommand accepts, before or after its name.
+GLOBAL_FLAGS = ("--debug", "--version", "-V")
 
 
 class UsageError(Exception):
@@ -39,6 +57,36 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(message)
+
+
+class SubcommandParser(Parser):
+    """A subcommand's parser: also takes ``--debug`` and ``--version`` / ``-V``, so that they work
+    after the subcommand as well as before it (``dln simulate --debug ...``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        add_global_flags(self, subcommand=True)
+
+
+def add_global_flags(p: argparse.ArgumentParser, *, subcommand: bool = False):
+    """``--debug`` and ``--version`` / ``-V`` (on a subcommand the default is not set, so that
+    ``dln --debug simulate`` keeps the value given before the subcommand)."""
+    p.add_argument("-V", "--version", action="version", version=f"dln {__version__}",
+                   help="print the version and exit")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS if subcommand else False,
+                   help="re-raise errors with a traceback")
+
+
+def fmt(value, spec: str = ".3e") -> str:
+    """A number for text output: ``n/a`` for None (or a missing value), ints as they are, floats
+    with ``spec`` (``fmt(2.979413151938927e-16)`` → ``'2.979e-16'``)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return format(float(value), spec)
 
 
 def _int(text):
@@ -94,7 +142,7 @@ def add_method_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
     s.add_argument("--depth", dest="D", type=_int, default=2, help="depth D: beta = u^D - v^D (default 2)")
     s.add_argument("--rtol", type=_float, default=DEFAULT_RTOL, help=f"flow tolerance (default {DEFAULT_RTOL:g})")
     s.add_argument("--max-steps", dest="max_steps", type=_int, default=None,
-                   help="per-run cap on steps (default 20000 flow, 1000000 discrete)")
+                   help=f"per-run cap on steps (default {MAX_STEPS['flow']} flow, {MAX_STEPS['discrete']} discrete)")
 
 
 def problem_from_args(args):
@@ -119,6 +167,7 @@ def _jsonable(x):
 
 
 def cmd_simulate(args) -> int:
+    from .progress import step_callback
     from .simulate import simulate
 
     problem = problem_from_args(args)
@@ -127,57 +176,223 @@ def cmd_simulate(args) -> int:
               rho=args.rho, flood_level=args.flood_level, time=args.time or "flow", lr=args.lr,
               batch_size=args.batch_size, label_noise=args.label_noise, D=args.D, rtol=args.rtol,
               max_steps=args.max_steps, seed=args.seed)
-    rec = simulate(problem, **kw)[0]
-    pred = rec.pop("_prediction")
-    out = {k: v for k, v in rec.items() if not k.startswith("_")}
-    out["beta"] = rec["_beta"]
-    out["alpha_eff"] = rec["_alpha_eff"]
-    out["prediction"] = None if pred is None else dict(
-        beta=pred.beta, rel_error=rec["prediction_rel_error"], kkt_residual=pred.kkt_residual,
-        theory_rel_error=rec["prediction_theory_rel_error"], status=pred.status)
+    progress = step_callback("dln simulate", quiet=args.quiet)
+    try:
+        if args.save_trajectory is None:
+            rec = simulate(problem, progress=progress, **kw)[0]
+        else:
+            rec = _simulate_saving_trajectory(problem, kw, args, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    out = simulate_json(rec)
     if args.json:
         json.dump(out, sys.stdout, default=_jsonable)
         sys.stdout.write("\n")
         return 0
-    hp = ", ".join(f"{k}={out[k]}" for k in ("gamma", "eps", "rho", "flood_level", "lr") if out.get(k) is not None)
-    print(f"{out['method']} ({out['variant']}) alpha={out['alpha']} {hp}".rstrip())
-    print(f"  status            {out['status']}  (t={out['t']:.4g}, steps={out['steps']}, evaluations={out['n_evals']})")
-    print(f"  train loss        {out['train_loss']:.3e}")
-    if out["test_error"] is not None:
-        print(f"  test error        {out['test_error']:.6g}")
-    print(f"  l1 norm           {out['l1_norm']:.6g}")
-    print(f"  gain -ln(a_eff/a) mean {out['gain_mean']:.4g}, max {out['gain_max']:.4g}")
-    if pred is not None:
-        print(f"  prediction        rel. error {out['prediction_rel_error']:.2e} vs argmin phi_(u*v); "
-              f"{out['prediction_theory_rel_error']:.2e} vs the integrated gain; KKT residual {pred.kkt_residual:.1e}")
+    lines = simulate_text(out)
+    if args.save_trajectory is not None:
+        lines.append(f"  trajectory        {rec['_trajectory_points']} points -> {args.save_trajectory}")
+    print("\n".join(lines))
     return 0
 
 
+def _infeasible(args, problem, residual=None) -> DLNError:
+    """y outside range(X): no β interpolates, and the interpolators' argmin does not exist (a user error)."""
+    from analysis.predict import interpolation_residual
+
+    from .errors import fail
+
+    if residual is None:
+        residual = interpolation_residual(problem.X, problem.y)
+    r = f"least-squares residual {residual:.3g} |y|"
+    if getattr(args, "from_run", None) is not None:
+        return fail("--from-run", "predict", "a run whose data has labels y in the range of X (every prediction is "
+                    "an interpolator X beta = y, and none exists)", f"{args.from_run}, {r}")
+    if args.data is not None:
+        return fail("data", "predict", "a file whose labels y lie in the range of X (every prediction is an "
+                    "interpolator X beta = y, and none exists)", f"{args.data}, {r}")
+    return fail("noise", "predict", "0 here (with n > d, noisy labels leave the range of X: every prediction is an "
+                "interpolator X beta = y, and none exists)", f"{args.noise}, n = {problem.n}, d = {problem.d}, {r}")
+
+
+def simulate_json(rec: dict) -> dict:
+    """The ``simulate --json`` object of a record of :func:`dln.simulate.simulate`: the record's keys
+    (those of results.csv, docs/design.md §5), then ``beta``, ``alpha_eff`` (sqrt(u⊙v)), ``log_c``
+    (ln(u⊙v), exact where α_eff under- or overflows) and ``tilt`` (z0 − 2Φ: the linear term of the
+    exact characterisation argmin_{Xβ=y} φ_c(β) − ⟨tilt, β⟩, docs/theory.md §4, §5.1), which
+    ``dln predict --from-run`` reads back, and ``prediction``."""
+    pred = rec["_prediction"]
+    out = {k: v for k, v in rec.items() if not k.startswith("_")}
+    out["beta"] = rec["_beta"]
+    out["alpha_eff"] = rec["_alpha_eff"]
+    out["log_c"] = rec["_log_c"]
+    out["tilt"] = rec["_tilt"]
+    out["prediction"] = None if pred is None else dict(
+        beta=pred.beta, rel_error=rec["prediction_rel_error"], kkt_residual=pred.kkt_residual,
+        theory_rel_error=rec["prediction_theory_rel_error"], status=pred.status)
+    return out
+
+
+def simulate_text(out: dict) -> list[str]:
+    """The human-readable summary of a ``simulate --json`` object (every number formatted; n/a
+    where a value does not apply)."""
+    hp = ", ".join(f"{k}={fmt(out[k], 'g')}" for k in ("gamma", "eps", "rho", "flood_level", "lr", "batch_size",
+                                                        "label_noise") if out.get(k) is not None)
+    head = f"{out['method']} ({out['variant']}), {out['time']} time: alpha={fmt(out['alpha'], 'g')}"
+    lines = [head + (f", {hp}" if hp else "")]
+    data = out["data"] if out.get("data") is not None else (
+        f"synthetic {out['design']} n={out['n']} d={out['d']} k={out['k']} noise={fmt(out['noise'], 'g')} seed={out['seed']}")
+    lines.append(f"  data              {data}")
+    lines.append(f"  status            {out['status']}  (t={fmt(out['t'], '.4g')}, steps={fmt(out['steps'])}, "
+                 f"evaluations={fmt(out['n_evals'])})")
+    lines.append(f"  train loss        {fmt(out['train_loss'])}")
+    lines.append(f"  test error        {fmt(out['test_error'])}")
+    lines.append(f"  l1 norm           {fmt(out['l1_norm'], '.6g')}")
+    lines.append(f"  gain -ln(a_eff/a) mean {fmt(out['gain_mean'])}, max {fmt(out['gain_max'])}")
+    pred = out["prediction"]
+    if pred is None:
+        lines.append(f"  prediction        n/a (no exact prediction for a run that ended {out['status']})")
+    else:
+        what = "argmin phi_(u*v)" if out["time"] == "flow" else "argmin phi_(u*v) - <z0 - 2 Phi, beta> (with the tilt)"
+        lines.append(f"  prediction        rel. error {fmt(pred['rel_error'])} vs {what}; KKT residual "
+                     f"{fmt(pred['kkt_residual'])}")
+        if pred.get("theory_rel_error") is not None:
+            lines.append(f"  gain integral     rel. error {fmt(pred['theory_rel_error'])} vs argmin phi_c with c from "
+                         "the integrated gain")
+    return lines
+
+
+def _read_run(path: str) -> dict:
+    """The JSON object written by ``dln simulate --json`` (a file, or ``-`` for stdin)."""
+    rule = "a JSON file written by dln simulate --json"
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail("--from-run", "predict", rule, f"{path} ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        rec = json.loads(text)
+    except ValueError:
+        raise fail("--from-run", "predict", rule, f"{path} (not JSON)") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("log_c", rec.get("alpha_eff")), list):
+        raise fail("--from-run", "predict", rule + " (an object with log_c or alpha_eff)", path)
+    return rec
+
+
+def _run_problem(rec: dict, path: str):
+    """The problem a run record names: its data file (as given to simulate, or beside the record),
+    or its synthetic data n, d, k, noise, design, seed."""
+    data = rec.get("data")
+    if data is not None:
+        if not os.path.exists(data) and not os.path.isabs(data) and path != "-":
+            beside = os.path.join(os.path.dirname(os.path.abspath(path)), data)
+            data = beside if os.path.exists(beside) else data
+        return load_problem(data)
+    keys = ("n", "d", "k", "noise", "design", "seed")
+    missing = [k for k in keys if rec.get(k) is None]
+    if missing:
+        raise fail("--from-run", "predict", "a run record naming its data (data, or n, d, k, noise, design, seed)",
+                   f"{path} without {', '.join(missing)}")
+    return make_problem(**{k: rec[k] for k in keys})
+
+
+def _run_vector(rec: dict, key: str, d: int, path: str) -> np.ndarray:
+    try:
+        v = np.asarray(rec[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("--from-run", "predict", f"a run record whose {key!r} is a list of numbers", path) from None
+    if v.shape != (d,) or not np.all(np.isfinite(v)):
+        raise fail("--from-run", "predict", f"a run record whose {key!r} holds d = {d} finite numbers",
+                   f"{path} ({key} of shape {v.shape}{'' if np.all(np.isfinite(v)) else ', not finite'})")
+    return v
+
+
+def prediction_from_run(path: str):
+    """(problem, log_c, tilt, record) of a ``simulate --json`` record: the exact prediction of the
+    run is argmin_{Xβ=y} φ_c(β) − ⟨tilt, β⟩ with c = exp(log_c) (docs/theory.md §4, §5.1).  A record
+    without ``log_c`` uses 2·ln(alpha_eff); without ``tilt``, only a flow run (tilt 0) is accepted."""
+    rec = _read_run(path)
+    problem = _run_problem(rec, path)
+    if "log_c" in rec:
+        log_c = _run_vector(rec, "log_c", problem.d, path)
+    else:
+        alpha_eff = _run_vector(rec, "alpha_eff", problem.d, path)
+        if np.any(alpha_eff <= 0):
+            raise fail("--from-run", "predict", "a run record whose 'alpha_eff' is > 0", path)
+        log_c = 2.0 * np.log(alpha_eff)
+    if "tilt" in rec:
+        tilt = _run_vector(rec, "tilt", problem.d, path)
+    elif rec.get("time", "flow") == "flow":
+        tilt = np.zeros(problem.d)
+    else:
+        raise fail("--from-run", "predict", "a discrete-time run record with its 'tilt' (z0 - 2 Phi)", path)
+    return problem, log_c, tilt, rec
+
+
 def cmd_predict(args) -> int:
-    from analysis.predict import min_l1, min_l2, mirror_argmin
+    """Exit 0 with the prediction; labels outside range(X) (no interpolator exists) are a user error
+    (exit 2): the prediction does not exist, for any potential."""
+    from analysis.predict import INFEASIBLE, interpolation_residual, min_l1, min_l2, mirror_argmin
 
     from .errors import check_real
 
-    problem = problem_from_args(args)
+    run = None
+    if args.from_run is not None:
+        given = [(k, getattr(args, k)) for k in ("data", "n", "d", "k", "noise", "design", "seed", "alpha")
+                 if getattr(args, k) is not None] + ([("potential", args.potential)] if args.potential != "q" else [])
+        if given:
+            name, value = given[0]
+            raise DLNError(f"The '--{name}' flag must be left unset with --from-run (the run record gives the data "
+                           f"and the effective initialization). Got {value!r} instead.")
+        problem, log_c, tilt, run = prediction_from_run(args.from_run)
+    else:
+        args.seed = 0 if args.seed is None else args.seed
+        problem = problem_from_args(args)
     if args.potential == "q":
-        alpha = check_real("alpha", 0.1 if args.alpha is None else args.alpha, "predict", gt=0.0)
-        res = mirror_argmin(problem.X, problem.y, log_c=2.0 * np.log(alpha) * np.ones(problem.d))
+        if run is None:
+            alpha = check_real("alpha", 0.1 if args.alpha is None else args.alpha, "predict", gt=0.0)
+            log_c, tilt = 2.0 * np.log(alpha) * np.ones(problem.d), np.zeros(problem.d)
+        res = mirror_argmin(problem.X, problem.y, log_c=log_c, z0=tilt if np.any(tilt) else None)
+        if res.status == "infeasible":
+            raise _infeasible(args, problem)
         beta, kkt, status = res.beta, res.kkt_residual, res.status
         primal = res.primal_residual
     else:
         if args.alpha is not None:
             raise DLNError(f"The '--alpha' flag must be left unset with --potential {args.potential}. Got {args.alpha!r} instead.")
+        residual = interpolation_residual(problem.X, problem.y)
+        if residual > INFEASIBLE:
+            raise _infeasible(args, problem, residual)
         beta = min_l1(problem.X, problem.y) if args.potential == "l1" else min_l2(problem.X, problem.y)
         primal = float(np.linalg.norm(problem.X @ beta - problem.y) / max(np.linalg.norm(problem.y), 1e-300))
         kkt, status = None, "converged"
     out = dict(beta=beta, kkt_residual=kkt, primal_residual=primal, status=status, potential=args.potential,
                alpha=args.alpha, l1_norm=float(np.abs(beta).sum()), test_error=problem.test_error(beta))
+    if run is not None:
+        out["from_run"] = args.from_run
+        run_beta = run.get("beta")
+        out["run_rel_error"] = None
+        if isinstance(run_beta, list) and len(run_beta) == problem.d:
+            diff = np.linalg.norm(np.asarray(run_beta, dtype=np.float64) - beta)
+            out["run_rel_error"] = float(diff / max(np.linalg.norm(beta), 1e-300))
     if args.json:
         json.dump(out, sys.stdout, default=_jsonable)
         sys.stdout.write("\n")
+        return 0
+    if run is not None:
+        what = f"q, alpha_eff and tilt of the run in {args.from_run} ({run.get('method', '?')}, {run.get('time', 'flow')} time)"
+    elif args.potential == "q":
+        what = f"q (alpha={fmt(0.1 if args.alpha is None else args.alpha, 'g')})"
     else:
-        print(f"potential {args.potential}: status {status}, primal residual {primal:.2e}, KKT residual {kkt}")
-        print(f"  l1 norm {out['l1_norm']:.6g}" + ("" if out["test_error"] is None else f", test error {out['test_error']:.6g}"))
+        what = args.potential
+    print(f"potential {what}: status {status}, primal residual {fmt(primal)}, KKT residual {fmt(kkt)}")
+    print(f"  l1 norm {fmt(out['l1_norm'], '.6g')}, test error {fmt(out['test_error'])}")
+    if run is not None:
+        print(f"  rel. distance to the run's beta {fmt(out['run_rel_error'])}")
     return 0
 
 
@@ -195,29 +410,42 @@ def cmd_derive(args) -> int:
         print(render(der, latex=args.latex))
         ok = bool(der.check())
         failed += not ok
-        print(f"check: {'PASS' if ok else 'FAIL'}\n")
+        # in LaTeX mode every non-formula line is a comment, so the whole output can be pasted
+        print(f"{'% ' if args.latex else ''}check: {'PASS' if ok else 'FAIL'}\n")
     return 1 if failed else 0
 
 
-def build_parser() -> Parser:
+def build_parser(argv=None) -> Parser:
+    """The ``dln`` parser.  With ``argv``, only the module of the subcommand in it is imported (the
+    other optional subcommands are listed with their help but not built); without, all of them."""
     p = Parser(prog="dln", description="Diagonal linear network theory simulator (docs/theory.md, docs/design.md).")
-    p.add_argument("--version", action="version", version=f"dln {__version__}")
-    p.add_argument("--debug", action="store_true", help="re-raise errors with a traceback")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    add_global_flags(p)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
     sub.required = True
 
     s = sub.add_parser("simulate", help="one run: summary, or --json")
     add_data_arguments(s)
     add_method_arguments(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--quiet", action="store_true", help="no progress status (shown on stderr after 2 s)")
+    _add_save_trajectory_flag(s)
     s.set_defaults(func=cmd_simulate)
 
-    s = sub.add_parser("predict", help="closed-form prediction for data and alpha")
+    s = sub.add_parser("predict", help="closed-form prediction for data and alpha, or for a run's alpha_eff",
+                       description="The closed-form limit argmin_{X beta = y} phi_c(beta) - <tilt, beta> "
+                                   "(docs/theory.md §4, §15) with c = alpha^2 (--alpha), or with the per-coordinate "
+                                   "c = u*v and the tilt z0 - 2 Phi of a run (--from-run): "
+                                   "'dln simulate --method gr --gamma 0.05 --json > run.json; "
+                                   "dln predict --from-run run.json' checks a GR limit.")
     add_data_arguments(s)
+    s.set_defaults(seed=None)  # None = not given (0 for synthetic data; an error with --from-run)
     s.add_argument("--alpha", type=_float, default=None, help="initialization scale (potential q; default 0.1)")
+    s.add_argument("--from-run", dest="from_run", metavar="RUN.json", default=None,
+                   help="use the data, alpha_eff (log_c) and tilt of a run saved by 'dln simulate --json' "
+                        "('-' reads stdin); reports the relative distance to the run's beta")
     s.add_argument("--potential", choices=("q", "l1", "l2"), default="q",
                    help="q: argmin Q_alpha (default); l1: min-l1 interpolator; l2: min-l2 interpolator")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("derive", help="print the SymPy derivations with their checks")
@@ -225,38 +453,191 @@ def build_parser() -> Parser:
     s.add_argument("--only", default=None, help="one derivation by name")
     s.set_defaults(func=cmd_derive)
 
+    command = None if argv is None else _command_name(argv)
     for name in ("sweep", "merge", "check", "figures"):
-        _register_optional(sub, name)
+        _register_optional(sub, name, build=argv is None or name == command)
+    _add_plot_parser(sub)  # built here: dln.plot (matplotlib) is imported only when the plot runs
     return p
 
 
-def _register_optional(sub, name):
-    """Subcommands implemented in their own modules, each exposing add_parser(subparsers)."""
+def _command_name(argv):
+    """The subcommand of a command line: its first token that is not a global flag."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# trajectories (simulate --save-trajectory) and `dln plot`
+# ---------------------------------------------------------------------------------------------
+def _add_save_trajectory_flag(p):
+    p.add_argument("--save-trajectory", dest="save_trajectory", metavar="FILE.npz", default=None,
+                   help="record the path and save it in the dln-trajectory/1 format (read by dln.load_trajectory; "
+                        "plot it with dln plot FILE.npz)")
+
+
+def _simulate_saving_trajectory(problem, kw: dict, args, progress=None) -> dict:
+    """``simulate`` with the path recorded by dln.trajectory's rule and saved to --save-trajectory;
+    returns the run's record (the same keys as ``dln.simulate.simulate``)."""
+    import time
+
+    from .simulate import records, run_batch
+    from .trajectory import record_runs, trajectory_arrays, write_trajectory
+
+    target = args.save_trajectory
+    folder = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise DLNError(f"The '--save-trajectory' flag must be a file path in an existing, writable folder. "
+                       f"Got {target!r} instead.")
+    cap = kw["max_steps"] if kw["max_steps"] is not None else MAX_STEPS[kw["time"]]
+    t0 = time.perf_counter()
+    result = record_runs(lambda rec: run_batch(problem, record=rec, progress=progress, **kw), time=kw["time"], max_steps=cap)
+    rec = records(result, wall_time=time.perf_counter() - t0)[0]
+    spec = dict(problem.meta, data=args.data, n=problem.n, d=problem.d,
+                seed=None if args.data is not None else args.seed, time=kw["time"], depth=kw["D"])
+    arrays = trajectory_arrays(result, runs=[{**rec, **spec}])
+    write_trajectory(target, arrays)
+    rec["_trajectory_points"] = int(arrays["t"].shape[0])
+    return rec
+
+
+def _add_plot_parser(sub):
+    """Register ``dln plot PATH --out DIR`` (docs/design.md §5)."""
+    p = sub.add_parser("plot", help="plot a sweep folder's results.csv or a trajectory file: PNG + PDF + CSV",
+                       description="PATH is a sweep folder (or its results.csv): a metric against a swept parameter, "
+                                   "mean over seeds with a band (or with --y a heatmap over two swept parameters); "
+                                   "or a trajectory file (dln simulate --save-trajectory, dln sweep "
+                                   "--save-trajectories): loss, beta and alpha_eff against time. Each plot is "
+                                   "NAME.png, NAME.pdf and NAME.csv (the plotted numbers) in --out.")
+    p.add_argument("path", metavar="PATH", help="sweep folder, results.csv, or trajectory .npz")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    p.add_argument("--name", default=None, help="file stem (default from the plot: e.g. test_error_vs_alpha)")
+    p.add_argument("--dpi", type=_int, default=100, help="PNG resolution (default 100)")
+    p.add_argument("--xscale", choices=("auto", "linear", "log"), default=None,
+                   help="sweep: log when the values are geometric (auto); trajectory: log time (auto) or linear")
+    g = p.add_argument_group("sweep")
+    g.add_argument("--metric", default=None, help="numeric results.csv column (default test_error)")
+    g.add_argument("--x", default=None, help="swept parameter on the x axis (default: the one with the most values)")
+    g.add_argument("--y", default=None, help="second swept parameter: a heatmap (one panel per method/variant)")
+    g.add_argument("--band", choices=("minmax", "std"), default=None,
+                   help="band over seeds: min-max (default) or mean +- std")
+    g.add_argument("--all-runs", dest="all_runs", action="store_true",
+                   help="average every run with a finite value (default: converged runs only)")
+    g.add_argument("--yscale", choices=("auto", "linear", "log"), default=None,
+                   help="metric axis / colour scale (auto: log when positive and spanning > 2 decades)")
+    t = p.add_argument_group("trajectory")
+    t.add_argument("--runs", type=_int, nargs="+", default=None, metavar="I",
+                   help="runs of the file to plot, one column each (default: the first 4)")
+    t.add_argument("--top", type=_int, default=None,
+                   help="without beta* in the file: highlight the K largest coordinates (default 5)")
+    t.add_argument("--others", type=_int, default=None,
+                   help="grey coordinates besides the highlighted ones (default 20)")
+    t.add_argument("--alpha-eff", dest="alpha_eff", choices=("coords", "range"), default=None,
+                   help="alpha_eff per coordinate (default) or min/mean/max over coordinates")
+    p.set_defaults(func=cmd_plot)
+    return p
+
+
+def cmd_plot(args) -> int:
+    from .plot import plot
+
+    options = {k: getattr(args, k) for k in ("metric", "x", "y", "band", "yscale", "runs", "top", "others",
+                                             "alpha_eff", "xscale", "name", "dpi")}
+    options["all_runs"] = args.all_runs or None
+    for path in plot(args.path, args.out, **options):
+        print(path)
+    return 0
+
+
+def _register_optional(sub, name, build: bool = True):
+    """Subcommands implemented in their own modules, each exposing add_<name>_parser(subparsers).
+
+    Without ``build`` the subcommand is only listed (help text from :data:`OPTIONAL`), and its module
+    (dln.check, figures.run: analysis, matplotlib, SymPy) is not imported."""
     import importlib
 
-    module = {"sweep": "dln.sweep", "merge": "dln.sweep", "check": "dln.check", "figures": "figures.run"}[name]
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not module.startswith(exc.name):
-            raise
-        return
-    getattr(mod, f"add_{name}_parser")(sub)
+    module, text = OPTIONAL[name]
+    if build:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+        else:
+            return getattr(mod, f"add_{name}_parser")(sub)
+    return sub.add_parser(name, help=text, add_help=False)
+
+
+def _flag_of(args, filename) -> str | None:
+    """The flag whose value is ``filename`` (or a folder holding it), to name it in an OS error."""
+    if args is None or not filename:
+        return None
+    filename = os.fspath(filename)
+    for key, value in vars(args).items():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, os.PathLike)) and os.fspath(v) and (
+                    filename == os.fspath(v) or filename.startswith(os.path.join(os.fspath(v), ""))):
+                return "dirs" if key == "dirs" else "--" + key.replace("_", "-")
+    return None
+
+
+def _os_error(exc: OSError, args) -> str:
+    """An OS error as one line naming the flag (when one names the file) and the file."""
+    what = exc.strerror or type(exc).__name__
+    if exc.filename is None:
+        return str(exc)
+    flag = _flag_of(args, exc.filename)
+    where = f" of {args.command}" if args is not None and getattr(args, "command", None) else ""
+    if flag is None:
+        return f"The file {os.fspath(exc.filename)!r} cannot be used: {what}."
+    return f"The {flag!r} parameter{where} must be a file or folder dln can use. Got {os.fspath(exc.filename)!r} ({what}) instead."
+
+
+def _lenient_streams():
+    """Characters the terminal's encoding lacks (a non-UTF-8 locale, a file name with undecodable
+    bytes) are printed escaped instead of raising UnicodeEncodeError while reporting."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a detached or closed stream
+                pass
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv
+    debug = "--debug" in argv[:argv.index("--")] if "--" in argv else "--debug" in argv
+    args = None
+    _lenient_streams()
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser(argv).parse_args(argv)
+        except SystemExit as exc:  # --help, --version
+            return 0 if exc.code is None else int(exc.code)
+        if not hasattr(args, "func"):  # a listed subcommand whose module is not installed
+            raise DLNError(f"The {args.command!r} subcommand needs the module {OPTIONAL[args.command][0]}, "
+                           "which is not installed. Got an installation without it instead.")
         return int(args.func(args) or 0)
     except BrokenPipeError:  # e.g. `dln simulate --json | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
+    except (np.linalg.LinAlgError, MemoryError, RecursionError) as exc:
+        # not the user's mistake: one line that says so (exit 1), the traceback with --debug
+        if debug:
+            raise
+        what = "out of memory (see DLN_MAX_MEMORY in the README)" if isinstance(exc, MemoryError) else \
+            "the computation failed on this input: a bug of dln, please report it (--debug shows the traceback)"
+        message = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+        print(f"dln: error: {what} ({message})", file=sys.stderr)
+        return 1
     except (UsageError, DLNError, ValueError, OSError) as exc:
         if debug:
             raise
-        message = str(exc).replace("\n", " ").strip() or type(exc).__name__
+        message = _os_error(exc, args) if isinstance(exc, OSError) else str(exc)
+        message = message.replace("\n", " ").replace("\r", " ").strip() or type(exc).__name__
         print(f"dln: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ constructor and ``set_params`` only store values, as scikit-learn requires).
 from __future__ import annotations
 
 import inspect
+import sys
 import warnings
 
 import numpy as np
@@ -31,20 +32,28 @@ from .integrate import DEFAULT_RTOL
 __all__ = ["DiagonalLinearNetwork", "NotFittedError"]
 
 
-def _sklearn_class(module: str, name: str):
-    try:
-        mod = __import__(module, fromlist=[name])
-        return getattr(mod, name)
-    except Exception:  # noqa: BLE001 - scikit-learn is optional
-        return None
+class NotFittedError(ValueError, AttributeError):
+    """Raised by ``predict``/``score`` before ``fit``.
+
+    When scikit-learn has been imported (a caller that can catch its ``NotFittedError`` has
+    imported it), the raised exception is also an instance of scikit-learn's class: scikit-learn
+    is looked up at raise time, never imported here, so ``import dln`` stays light."""
 
 
-class _NotFitted(ValueError, AttributeError):
-    """Raised by ``predict``/``score`` before ``fit`` (scikit-learn's NotFittedError when it is installed)."""
+def _sklearn_exception(name: str, base: type) -> type:
+    """``base``, or a subclass of both ``base`` and scikit-learn's ``name`` when scikit-learn is loaded."""
+    module = sys.modules.get("sklearn.exceptions")
+    other = getattr(module, name, None)
+    if other is None or issubclass(base, other):
+        return base
+    if issubclass(other, base):  # DataConversionWarning is a UserWarning
+        return other
+    if (base, other) not in _MIXED:
+        _MIXED[(base, other)] = type(base.__name__, (base, other), {"__module__": __name__})
+    return _MIXED[(base, other)]
 
 
-NotFittedError = _sklearn_class("sklearn.exceptions", "NotFittedError") or _NotFitted
-_DataConversionWarning = _sklearn_class("sklearn.exceptions", "DataConversionWarning") or UserWarning
+_MIXED: dict = {}
 
 
 def _check_X(X, who: str, n_features: int | None = None) -> np.ndarray:
@@ -88,7 +97,8 @@ def _check_y(y, n: int, who: str) -> np.ndarray:
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim == 2 and arr.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape of y to "
-                      "(n_samples,), for example using ravel().", _DataConversionWarning, stacklevel=3)
+                      "(n_samples,), for example using ravel().",
+                      _sklearn_exception("DataConversionWarning", UserWarning), stacklevel=3)
         arr = arr.ravel()
     if arr.ndim != 1:
         raise ValueError(f"y should be a 1d array (one target per sample), got an array of shape {arr.shape} instead.")
@@ -218,8 +228,9 @@ class DiagonalLinearNetwork:
 
     def _check_fitted(self):
         if not hasattr(self, "coef_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                                 "appropriate arguments before using this estimator.")
+            error = _sklearn_exception("NotFittedError", NotFittedError)
+            raise error(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                        "appropriate arguments before using this estimator.")
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "coef_")

@@ -32,14 +32,16 @@ import json
 import math
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from itertools import product
 
 import numpy as np
 
+from . import memory
 from .errors import check_choice, check_int, fail
 from .integrate import DEFAULT_RTOL
-from .methods import METHODS, PARAMS, VARIANTS
+from .methods import METHODS, PARAMS, VARIANT_METHODS, VARIANTS
 from .problem import DESIGNS, Problem, load_problem
 
 W = "sweep"
@@ -174,7 +176,7 @@ def _normalize(raw: dict, source: str) -> dict:
         elif name == "data":
             if not isinstance(value, (str, os.PathLike, Problem)):
                 raise fail("data", W, "a file name (.npz or .csv)", value)
-            out[name] = value if isinstance(value, Problem) else os.fspath(value)
+            out[name] = value if isinstance(value, Problem) else _data_name(value)
         elif name in ("depth", "root_seed"):
             out[name] = _integer(name, value, ge={"depth": 2, "root_seed": 0}[name])
         elif name == "chunk_size":
@@ -194,25 +196,75 @@ def _normalize(raw: dict, source: str) -> dict:
     return _Normalized(out)
 
 
+def _data_name(value) -> str:
+    """A data file name as results.csv records it: no control characters (a newline would split its
+    row) and no bytes that are not UTF-8 (results.csv is UTF-8 text)."""
+    text = os.fsdecode(os.fspath(value))
+    bad = [ch for ch in text if unicodedata.category(ch) in ("Cc", "Cs")]
+    if bad:
+        raise fail("data", W, "a file name without control characters or bytes that are not UTF-8 (results.csv "
+                   "records it; rename the file)", text)
+    return text
+
+
 class _Normalized(dict):
     """A (sub-)grid that has been through :func:`_normalize` (not checked twice)."""
 
 
 def load_grid(path) -> list[dict]:
     """Read a ``--grid`` JSON file: one object mapping flags to values, or a list of such objects
-    (the grid is then the union of their products)."""
+    (the grid is then the union of their products).  A key given twice in one object, and nesting
+    deeper than that (a list of objects of value lists), are errors."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise fail("grid", W, "an existing JSON file", path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            raw = json.load(fh)
+        with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows editors) is not JSON
+            raw = json.load(fh, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise fail("grid", W, "a JSON file that gives each key once per object", f"{exc} in {path}") from None
+    except RecursionError:
+        raise fail("grid", W, f"a JSON file nested at most {MAX_GRID_DEPTH} levels deep (a list of objects of value "
+                   "lists)", f"{path} (nested deeper than Python's recursion limit)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise fail("grid", W, "a readable JSON file", f"{path} ({exc})") from None
+    depth = _depth(raw)
+    if depth > MAX_GRID_DEPTH:
+        raise fail("grid", W, f"a JSON file nested at most {MAX_GRID_DEPTH} levels deep (a list of objects of value "
+                   "lists)", f"{path} (nested {depth} levels deep)")
     subs = raw if isinstance(raw, list) else [raw]
     if not subs:
         raise fail("grid", W, "a JSON object or a non-empty list of objects", f"[] in {path}")
     return [_normalize(s, path) for s in subs]
+
+
+#: [ {"alpha": [0.1, 1]} ]: a list of objects of value lists.
+MAX_GRID_DEPTH = 3
+
+
+class _DuplicateKey(ValueError):
+    def __str__(self):
+        return f"key {self.args[0]!r} twice"
+
+
+def _unique_keys(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _depth(obj) -> int:
+    """Nesting depth of lists and objects (a scalar is 0), without recursion."""
+    depth, level = 0, [obj]
+    while True:
+        containers = [x for x in level if isinstance(x, (list, dict))]
+        if not containers:
+            return depth
+        depth += 1
+        level = [v for x in containers for v in (x.values() if isinstance(x, dict) else x)]
 
 
 @dataclass
@@ -262,6 +314,18 @@ def _hash(obj, bits=64) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[: bits // 4], 16)
 
 
+def run_id(run: dict, cell_sha) -> str:
+    """A run's stable id: "r" + 16 hex digits of a hash of its key columns, its data known by its
+    content (``cell_sha``), not by how its path is spelled."""
+    # "r" + hex: never read as a number (pandas would turn "12e4..." into a float)
+    return "r%016x" % _hash([_canon(run[c]) for c in KEY_COLUMNS if c != "data"] + [cell_sha])
+
+
+def synthetic_cell_sha(n, d, k, noise, design) -> int:
+    """The identity of a synthetic data cell (its data seed is derived from it, not from its position)."""
+    return _hash([n, d, k, repr(noise), design])
+
+
 def _sha256_file(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -295,8 +359,9 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
                        f"{', '.join(methods)}", sub[name])
         if name not in sub and users:
             raise fail(name, W, f"given for {', '.join(users)} (it has no default)", None)
-    if all(m == "flood" for m in methods) and any(v != "full" for v in variants):
-        raise fail("variant", W, "'full' with flood (flooding acts on the full-batch loss)", variants)
+    if not any(m in VARIANT_METHODS for m in methods) and any(v != "full" for v in variants):
+        raise fail("variant", W, f"'full' with {', '.join(methods)} (the variant applies to "
+                   f"{', '.join(VARIANT_METHODS)})", variants)
     if depth != 2 and "per-sample" in variants:
         raise fail("variant", W, "'full' for depth D >= 3 (the per-example closed form is for D = 2)", variants)
     discrete = "discrete" in times
@@ -311,10 +376,11 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
     n_cells = 1 if "data" in sub else math.prod(len(sub.get(a, [0])) for a in DATA_AXES)
     per_time = {"flow": 1, "discrete": math.prod(len(sub.get(a, [0])) for a in DISCRETE_ONLY)}
     size = n_cells * n_seeds * len(sub.get("alpha", [0])) * sum(
-        (1 if m == "flood" else len(variants)) * sum(per_time[t] for t in times)
+        len(_variants(m, variants)) * sum(per_time[t] for t in times)
         * math.prod(len(sub[h]) for h in PARAMS[m]) for m in methods)
     if size > MAX_RUNS:
         raise fail("grid", W, f"at most {MAX_RUNS:,} runs (split it into several sweeps)", f"{size:,} runs")
+    memory.check(size * memory.BYTES_PER_RUN, "grid", W, f"the plan and the rows of {size:,} runs", f"{size:,} runs")
     seeds = sub["seed"] if "seed" in sub else list(range(n_seeds))
     # -- dataset cells -----------------------------------------------------------------------
     cells = []
@@ -347,7 +413,7 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
                 raise fail("k", W, f"<= d (the support size of beta* in dimension d = {d})", k)
             key = dict(data=None, n=n, d=d, k=k, noise=noise, design=design)
             cells.append(dict(key=key, spec=("synthetic", n, d, k, noise, design),
-                              sha=_hash([n, d, k, repr(noise), design])))
+                              sha=synthetic_cell_sha(n, d, k, noise, design)))
     for cell in cells:
         for b in sub.get("batch_size", []):
             if b is not None and b > cell["key"]["n"]:
@@ -359,7 +425,7 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
     for cell in cells:
         for seed in seeds:
             for method in methods:
-                for variant in (["full"] if method == "flood" else variants):
+                for variant in _variants(method, variants):
                     for time in times:
                         flow = time == "flow"
                         discrete_axes = [[None], [None], [None]] if flow else \
@@ -374,12 +440,18 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
     return runs
 
 
+def _variants(method, variants):
+    """The variants a method runs with: like a hyper-parameter, the variant reaches only the methods
+    that use it (gf and flood run once, 'full')."""
+    return variants if method in VARIANT_METHODS else ["full"]
+
+
 def _check_methods(sub, methods, variants, depth):
     tiny = Problem(np.eye(2), np.ones(2))
     from .methods import make
 
     for method in methods:
-        for variant in (["full"] if method == "flood" else variants):
+        for variant in _variants(method, variants):
             params = {h: sub[h][0] for h in PARAMS[method]}
             make(method, tiny, variant=variant, D=depth, **params)
 
@@ -404,9 +476,7 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
         expanded.extend(_expand(sub, settings, cache))
     runs, cells_of, seen = [], [], {}
     for i, (run, cell) in enumerate(expanded):
-        # identity: the key columns, with a data file known by its content (not by how its path is spelled)
-        # "r" + 16 hex digits: never read as a number (pandas would turn "12e4..." into a float)
-        rid = "r%016x" % _hash([_canon(run[c]) for c in KEY_COLUMNS if c != "data"] + [cell["sha"]])
+        rid = run_id(run, cell["sha"])
         if rid in seen:
             raise fail("grid", W, "a list of distinct runs (the sub-grids overlap)",
                        {k: v for k, v in run.items() if v is not None})

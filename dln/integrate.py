@@ -41,6 +41,8 @@ DEFAULT_RTOL = 1e-8
 #: benchmark workload so that the largest relative error of β∞ is ≈ rtol (README: rtol → measured error).
 LOG_C_TOL = 3.0
 Z_TOL = 300.0
+Z_TOL_MAX = 3e-4
+LOG_C_TOL_MAX = 3e-5
 #: Steps a run's Jacobian model is reused before it is rebuilt (and after a rejected step, unless the
 #: model is younger than _REJECT_REFRESH_AGE steps).
 JACOBIAN_AGE = 30
@@ -115,6 +117,20 @@ class Result:
     @property
     def z(self) -> np.ndarray:
         return self.state.a - self.state.b
+
+    def take(self, rows) -> "Result":
+        """The runs ``rows`` (in that order), with the same direction (for a Stack: to put the runs in
+        another order, e.g. a sweep chunk's)."""
+        tr = self.trajectory
+        if tr is not None:
+            tr = Trajectory(tr.t[:, rows], tr.beta[:, rows], tr.loss[:, rows], tr.log_c[:, rows])
+        st = State(self.state.a[rows], self.state.b[rows], self.state.su[rows], self.state.sv[rows])
+        B = self.beta.shape[0]
+        info = {k: (v[rows] if isinstance(v, np.ndarray) and v.shape[:1] == (B,) else v) for k, v in self.info.items()}
+        return Result(self.direction, st, self.beta[rows], self.loss[rows], self.status[rows], self.t[rows],
+                      self.steps[rows], self.n_evals[rows], self.gain[rows], self.log_c0[rows], self.z0[rows],
+                      self.tilt[rows], rejected=None if self.rejected is None else self.rejected[rows],
+                      trajectory=tr, beta_mean=None if self.beta_mean is None else self.beta_mean[rows], info=info)
 
     def split(self) -> list:
         """One :class:`Result` per member of a :class:`~dln.methods.Stack` (views, in order)."""
@@ -324,10 +340,11 @@ class _Out:
         self.rejected = np.zeros(B, dtype=np.int64)
         self.evals = np.zeros(B, dtype=np.int64)
         self.traj = []
+        self.loops = 0
 
 
 def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_steps, t_max, record, jacobian_age,
-               d) -> _Out:
+               d, report=None) -> _Out:
     """Integrate the runs of ``system`` from Y until each stops (see :func:`flow` for the rules)."""
     B, N = Y.shape
     out = _Out(B, d)
@@ -345,15 +362,21 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     last_beta = np.zeros((B, d)) if record else None
     last_logc = np.zeros((B, d)) if record else None
     last_L = np.full(B, np.nan) if record else None
-    z_tol, l_tol = Z_TOL * rtol + atol, LOG_C_TOL * rtol + atol
+    # at loose tolerances a large z error feeds back into ln c: z's tolerance is capped
+    z_tol, l_tol = min(Z_TOL * rtol, Z_TOL_MAX) + atol, min(LOG_C_TOL * rtol, LOG_C_TOL_MAX) + atol
     s = ros.STAGES
     U = np.empty((s, B, N))
     F = np.empty((B, N))
     Ys = np.empty((B, N))
     first = True
     snap = record
+    loop = 0
     while idx.size:
         k = idx.size
+        if report is not None:
+            report(loop, k)
+        loop += 1
+        out.loops = loop
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             L, pt = system.rates(Y, F)
         evals[:k] += 1
@@ -499,7 +522,7 @@ def _groups(direction, state0: State, B: int, state_form: str):
 def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, atol: float = 0.0,
          loss_tol: float = 1e-24, stat_tol: float = 1e-10, max_steps: int = 20_000,
          t_max: float = math.inf, record: bool = False, jacobian_age: int | None = None,
-         state_form: str = "auto") -> Result:
+         state_form: str = "auto", progress=None) -> Result:
     """Integrate the continuous-time flow dθ/dt = −G(θ) of a batch until each run converges.
 
     A run stops with status
@@ -538,6 +561,9 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
         ``reduced``: the reduced state of :mod:`dln.reduced` (depth 2 only); ``general``: the network's
         coordinates (ln|u|, ln|v|) and the gain integral, where the theorems of docs/theory.md §4, §7
         are checked rather than built in; ``auto`` (default): reduced at depth 2, else general.
+    progress : callable, optional
+        ``progress(steps_done, running, total)``, called once per iteration of the main loop
+        (batched steps so far, runs still running, B); it must be cheap (``dln.progress``).
 
     Returns
     -------
@@ -575,9 +601,17 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
               record=record, jacobian_age=jacobian_age, d=d)
     groups = _groups(direction, state0, B, state_form)
     form = "general" if isinstance(groups[0][0], GeneralSystem) else "reduced"
+    done = [0, 0]  # loop iterations of the groups before; their runs (all stopped)
+
+    def report(loop, running):
+        if progress is not None:
+            progress(done[0] + loop, running + B - done[1] - len(rows), B)
+
     for system, rows in groups:
         Y = system.y0(State(*(x[rows] for x in (a0, b0, state0.su, state0.sv))))
-        o = _integrate(system, Y, np.min(log_c0[rows], axis=1), **kw)
+        o = _integrate(system, Y, np.min(log_c0[rows], axis=1), report=report, **kw)
+        done[0] += o.loops
+        done[1] += len(rows)
         a[rows], b[rows], gain[rows], beta[rows], loss[rows] = o.a, o.b, o.gain, o.beta, o.loss
         status[rows], t[rows], steps[rows], rejected[rows], evals[rows] = o.status, o.t, o.steps, o.rejected, o.evals
         if record:
@@ -593,7 +627,8 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
 
 def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000,
             batch_size: int | None = None, label_noise: float = 0.0, seed=0, seeds=None,
-            loss_tol: float = 1e-24, record_every: int = 0, average_from: int | None = None) -> Result:
+            loss_tol: float = 1e-24, record_every: int = 0, average_from: int | None = None,
+            progress=None) -> Result:
     """Discrete time: w ← w − η·G(w) for a batch of runs (GD is GF in discrete time).
 
     In log coordinates the step is exact and sign-aware (docs/theory.md §4 lemma, §13 item 8):
@@ -621,6 +656,8 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         Keep β every so many steps (0: no trajectory).
     average_from : int, optional
         Also return the mean of β over steps ≥ this index (``beta_mean``; label noise).
+    progress : callable, optional
+        ``progress(steps_done, running, total)``, called once per step (see :func:`flow`).
     """
     where = "iterate"
     _, max_steps, loss_tol = _check_common(where, 1.0, max_steps, loss_tol)
@@ -681,6 +718,8 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         rows = np.flatnonzero(status == "running")
         if rows.size == 0:
             break
+        if progress is not None:
+            progress(k_global, rows.size, B)
         # all runs active (the common case): slices, so that every update below is in place
         sel = slice(None) if rows.size == B else rows
         st = State(a[sel], b[sel], su[sel], sv[sel])

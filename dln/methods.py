@@ -40,6 +40,8 @@ PARAMS = {
     "sam": ("rho",),
     "flood": ("flood_level",),
 }
+#: Methods whose penalty has a per-example form (``--variant per-sample``); gf and flood take 'full' only.
+VARIANT_METHODS = ("gr", "fgr", "bgr", "cgr", "usam", "sam")
 _RULES = {"gamma": ("ge", 0.0), "eps": ("gt", 0.0), "rho": ("gt", 0.0), "flood_level": ("ge", 0.0)}
 
 

@@ -6,12 +6,14 @@ of docs/theory.md §2: a k-sparse β* of unit norm on a random support, y = Xβ*
 """
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import memory
 from .errors import DLNError, check_choice, check_int, check_real, fail
 
 DESIGNS = ("gaussian", "rademacher", "correlated", "noncentred")
@@ -146,8 +148,19 @@ def _design(rng, rows, d, design, rho, shift):
     return shift + rng.standard_normal((rows, d))  # noncentred
 
 
+#: Entries (n_test · d) of the default test set beyond which it shrinks below 1000 rows: 80 MB.
+TEST_SET_ENTRIES = 10_000_000
+
+
+def default_n_test(n: int, d: int) -> int:
+    """Rows of the default held-out set: 1000, or as many as fit in ``TEST_SET_ENTRIES`` entries
+    (at least n): d = 10⁶ gets 10 rows instead of 8 GB.  With β* known the test error is ‖β − β*‖²
+    and needs no test set; the test set only serves the ``test_mse`` column."""
+    return min(1000, max(n, TEST_SET_ENTRIES // d))
+
+
 def make_problem(n: int = 40, d: int = 100, k: int = 5, noise: float = 0.0, design: str = "gaussian",
-                 seed=0, *, n_test: int = 1000, rho: float = 0.5, shift: float = 1.0) -> Problem:
+                 seed=0, *, n_test: int | None = None, rho: float = 0.5, shift: float = 1.0) -> Problem:
     """Synthetic k-sparse regression (docs/theory.md §2, Woodworth et al. 2020 set-up).
 
     β* has unit ℓ2 norm on a uniformly random support of size k with Gaussian entries;
@@ -165,8 +178,14 @@ def make_problem(n: int = 40, d: int = 100, k: int = 5, noise: float = 0.0, desi
         Label-noise standard deviation (>= 0), applied to train and test labels.
     seed : int, SeedSequence or Generator
         The only source of randomness.
-    n_test : int
-        Size of the held-out test set.
+    n_test : int, optional
+        Size of the held-out test set; default :func:`default_n_test` (1000 rows, fewer when d is so
+        large that the test set would outweigh the training data by more than 80 MB).
+
+    Raises
+    ------
+    DLNError
+        For invalid values, or when the data would not fit in memory (:mod:`dln.memory`).
     """
     where = "make_problem"
     n = check_int("n", n, where, ge=1)
@@ -179,7 +198,9 @@ def make_problem(n: int = 40, d: int = 100, k: int = 5, noise: float = 0.0, desi
     rho = check_real("rho", rho, where, ge=0.0, allow_array=False)
     if rho >= 1:
         raise fail("rho", where, "< 1", rho)
-    n_test = check_int("n_test", n_test, where, ge=0)
+    n_test = default_n_test(n, d) if n_test is None else check_int("n_test", n_test, where, ge=0)
+    memory.check(memory.problem_bytes(n, d, n_test), "d" if d >= n else "n", where,
+                 f"the data (n = {n}, d = {d}, {n_test} test rows)", d if d >= n else n)
     rng = _rng(seed)
     support = np.sort(rng.choice(d, size=k, replace=False))
     beta_star = np.zeros(d)
@@ -192,14 +213,28 @@ def make_problem(n: int = 40, d: int = 100, k: int = 5, noise: float = 0.0, desi
         X_test = _design(rng, n_test, d, design, rho, shift)
         y_test = X_test @ beta_star + noise * rng.standard_normal(n_test)
     meta = dict(n=n, d=d, k=k, noise=noise, design=design)
+    if isinstance(seed, (int, np.integer)):  # an integer seed is a record key (docs/design.md §5)
+        meta["seed"] = int(seed)
     return Problem(X, y, X_test, y_test, beta_star, meta)
 
 
 def load_problem(path) -> Problem:
     """Load a problem from ``.npz`` (arrays X, y, optional X_test, y_test, beta_star) or ``.csv``.
 
-    A ``.csv`` file holds one sample per row, features first and the label in the last column,
-    with an optional header line.  Every array is validated (shape, real dtype, finiteness).
+    A ``.csv`` file is read strictly (:func:`_load_csv`): UTF-8 text (a byte-order mark is
+    ignored), one sample per line, features first and the label last, separated by commas.
+
+    - The first line is a header only when none of its fields is a number (column names); a first
+      line of numbers is a sample.  A first line that mixes names and numbers, a header with an
+      empty name (pandas' index column: write with ``index=False``), or the names ``0,1,...,m-1``
+      (pandas' default column names: name the columns, or write with ``header=False``) is an error.
+    - A field is a decimal number (``3``, ``-2.5``, ``1e-3``, ``.5``); ``nan`` and ``inf`` are read and
+      then rejected as non-finite.  Blank lines are skipped and ``#`` starts a comment.
+    - Every line has as many fields as the first; a line that does not is an error naming it, and
+      a file without samples is an error.
+
+    Every array is validated (shape, real dtype, finiteness), and its size is checked against the
+    memory limit (:mod:`dln.memory`) before it is read.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -211,6 +246,8 @@ def load_problem(path) -> Problem:
     try:
         # np.load(path) leaves its file open when zipfile raises: own the handle instead
         with open(path, "rb") as fh:
+            _check_npz_sizes(fh, path)
+            fh.seek(0)
             f = np.load(fh, allow_pickle=False)
             if not hasattr(f, "files"):
                 raise ValueError("not an .npz archive (a single array)")
@@ -218,32 +255,162 @@ def load_problem(path) -> Problem:
                 keys = set(f.files)
                 arrays = {key: f[key] for key in _NPZ_KEYS if key in keys}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, DLNError):
+            raise
         kind = "a readable .npz file" if path.endswith(".npz") else "an .npz or .csv file"
         raise fail("data", "", kind, f"{path} ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
     if "X" not in keys or "y" not in keys:
         raise fail("data", "", "an .npz file with arrays 'X' and 'y'", f"{path} with keys {sorted(keys)}")
-    return Problem(**arrays, meta={"data": os.path.basename(path)})
+    return Problem(**arrays, meta={"data": path})
 
 
-def _load_csv(path: str) -> Problem:
+def _check_npz_sizes(fh, path):
+    """Read the .npy headers of an .npz archive's arrays (not their data): a shape whose data the
+    archive does not hold is a damaged file, and arrays too large for the memory limit are an error,
+    both before anything is allocated."""
+    if fh.read(4) != b"PK\x03\x04":
+        return  # not a zip archive: np.load reports it
+    fh.seek(0)
+    total = 0.0
+    with zipfile.ZipFile(fh) as zf:
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if key not in _NPZ_KEYS:
+                continue
+            with zf.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                        else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                except (ValueError, OSError, EOFError, SyntaxError, TypeError, UnicodeDecodeError):
+                    continue  # np.load reports it
+                header = member.tell()
+            nbytes = float(math.prod(shape)) * dtype.itemsize
+            if dtype.hasobject:
+                continue  # refused by np.load(allow_pickle=False)
+            if nbytes > info.file_size - header:
+                raise fail("data", "", "a readable .npz file",
+                           f"{path} (array {key!r} claims shape {shape} of {dtype}, {memory.human(nbytes)}, "
+                           f"but the archive holds {memory.human(max(info.file_size - header, 0))} of it)")
+            total += nbytes * (8.0 / max(dtype.itemsize, 1) if dtype.kind in "biuf" else 1.0)
+    memory.check(2.0 * total, "data", "", f"the arrays of {path}", path)
+
+
+_PANDAS_HINT = {"index": "pandas' index column: write the file with index=False",
+                "default": "pandas' default column names: name the columns, or write with header=False"}
+
+
+def _csv_error(path, where: str, why: str) -> DLNError:
+    return fail("data", "", "a numeric .csv file (features..., label)", f"{path} {where}: {why}")
+
+
+def _is_number(field: str) -> bool:
+    """A decimal number as np.loadtxt reads it (no digit separators, ASCII digits only)."""
+    if not field.isascii() or "_" in field:
+        return False
     try:
-        with open(path, encoding="utf-8") as fh:
-            first = fh.readline()
-        skip = 0 if _is_numeric_row(first) else 1
-        table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise fail("data", "", "a numeric .csv file (features..., label)", f"{path} ({exc})".replace("\n", " ")) from None
-    if table.shape[1] < 2:
-        raise fail("data", "", "a .csv with at least 2 columns (features..., label)", f"{table.shape[1]} column(s)")
-    return Problem(table[:, :-1], table[:, -1], meta={"data": os.path.basename(path)})
-
-
-def _is_numeric_row(line: str) -> bool:
-    try:
-        [float(x) for x in line.split(",")]
+        float(field)
     except ValueError:
         return False
     return True
+
+
+def _content_lines(fh):
+    """(line number, fields) of the lines that are not blank once a '#' comment is removed."""
+    for lineno, line in enumerate(fh, 1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            yield lineno, [f.strip() for f in text.split(",")]
+
+
+def _csv_layout(path) -> tuple[int, int]:
+    """Apply the header rule of :func:`load_problem`: (lines to skip, fields per line)."""
+    with _open_text(path) as fh:
+        return _csv_layout_of(path, _content_lines(fh))
+
+
+def _csv_layout_of(path, lines) -> tuple[int, int]:
+    """:func:`_csv_layout` on the content lines (line number, fields) of ``path``."""
+    first = next(lines, None)
+    if first is None:
+        raise _csv_error(path, "line 1", "the file holds no samples (it is empty)")
+    lineno, fields = first
+    numeric = [_is_number(f) for f in fields]
+    if all(numeric):
+        if len(fields) >= 2 and fields == [str(i) for i in range(len(fields))]:
+            raise _csv_error(path, f"line {lineno}", f"{','.join(fields)} is ambiguous: {_PANDAS_HINT['default']}")
+        return 0, len(fields)
+    if any(numeric):
+        k = numeric.index(False) if "" not in fields else fields.index("")
+        hint = f" ({_PANDAS_HINT['index']})" if fields[0] == "" else ""
+        raise _csv_error(path, f"line {lineno}", f"field {k + 1} {fields[k]!r} is not a number{hint}")
+    if "" in fields:
+        hint = _PANDAS_HINT["index"] if fields[0] == "" else "every column needs a name"
+        raise _csv_error(path, f"line {lineno}", f"the header has an empty name ({hint})")
+    if next(lines, None) is None:
+        raise _csv_error(path, f"line {lineno}", "the file holds a header and no samples")
+    return lineno, len(fields)
+
+
+def _open_text(path):
+    return open(path, encoding="utf-8-sig", errors="strict")
+
+
+def _first_bad_line(path, skip: int, width: int):
+    """The first line after ``skip`` whose fields are not ``width`` numbers: (line, why), or None."""
+    with _open_text(path) as fh:
+        for lineno, fields in _content_lines(fh):
+            if lineno <= skip:
+                continue
+            if len(fields) != width:
+                return lineno, f"{len(fields)} field(s) where the first line has {width}"
+            for k, f in enumerate(fields):
+                if not _is_number(f):
+                    return lineno, f"field {k + 1} {f!r} is not a number"
+    return None
+
+
+def _undecodable_line(path) -> int:
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return lineno
+    return 1
+
+
+def _count_fields(path) -> int:
+    """Commas plus line ends: an upper bound on the numbers a .csv file holds (read in blocks)."""
+    count = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            count += block.count(b",") + block.count(b"\n") + block.count(b"\r")
+    return count + 1
+
+
+def _load_csv(path: str) -> Problem:
+    memory.check(3 * 8.0 * _count_fields(path), "data", "", f"the numbers of {path}", path)
+    try:
+        skip, width = _csv_layout(path)
+        if width < 2:
+            raise fail("data", "", "a .csv with at least 2 columns (features..., label) separated by commas",
+                       f"{width} column(s) in {path}")
+        with _open_text(path) as fh:
+            table = np.loadtxt(fh, delimiter=",", skiprows=skip, ndmin=2, comments="#", dtype=np.float64)
+    except UnicodeDecodeError:
+        raise _csv_error(path, f"line {_undecodable_line(path)}", "not UTF-8 text") from None
+    except OSError as exc:
+        raise fail("data", "", "a readable .csv file", f"{path} ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        if isinstance(exc, DLNError):
+            raise
+        bad = _first_bad_line(path, skip, width)
+        if bad is None:
+            raise _csv_error(path, "", str(exc).replace("\n", " ")) from None
+        raise _csv_error(path, f"line {bad[0]}", bad[1]) from None
+    return Problem(table[:, :-1], table[:, -1], meta={"data": path})
 
 
 def save_problem(path, problem: Problem) -> None:

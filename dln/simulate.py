@@ -10,8 +10,7 @@ import time as _time
 
 import numpy as np
 
-from analysis.predict import mirror_argmin
-
+from . import memory
 from . import methods as _methods
 from .errors import check_choice, check_real, fail
 from .integrate import DEFAULT_RTOL, Result, flow, iterate
@@ -21,17 +20,37 @@ from .problem import Problem
 TIMES = ("flow", "discrete")
 #: threshold on |β_i| / max|β| for support recovery (precision / recall columns)
 SUPPORT_THRESHOLD = 1e-3
+#: per-run step cap applied when ``max_steps`` is None (flow: attempted steps; discrete: steps);
+#: ``--max-steps --help`` prints these values
+MAX_STEPS = {"flow": 20_000, "discrete": 1_000_000}
+#: the data and run keys of a record, named like the flags and the results.csv columns
+#: (docs/design.md §5); ``run`` and ``run_id`` are sweep-only
+RUN_KEYS = ("method", "variant", "time", "alpha", "gamma", "eps", "rho", "flood_level", "lr", "batch_size",
+            "label_noise", "data", "n", "d", "k", "noise", "design", "seed")
+
+
+def mirror_argmin(*args, **kwargs):
+    """``analysis.predict.mirror_argmin``, imported on first use (it loads scipy.optimize, which
+    ``import dln`` does not need)."""
+    from analysis.predict import mirror_argmin as solve
+
+    return solve(*args, **kwargs)
 
 
 def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", alpha=0.1,
               gamma=None, eps=None, rho=None, flood_level=None, time: str = "flow", lr=None,
               batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0,
               rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24, max_steps: int | None = None,
-              record: bool = False, state_form: str = "auto") -> Result:
+              record: bool = False, progress=None, state_form: str = "auto") -> Result:
     """Run one method on a batch: hyper-parameters may be scalars or per-run arrays of equal length.
 
     Validation happens here (docs/design.md §6): a hyper-parameter that does not apply to the method
-    or to the time mode is an error.  ``state_form`` is passed to ``flow`` (continuous time).
+    or to the time mode is an error, and so is ``variant='per-sample'`` for gf and flood (they have
+    no penalty to take per example).  ``max_steps=None`` applies :data:`MAX_STEPS` of the time mode.
+    ``record`` keeps the path (``Result.trajectory``): every accepted step in continuous time; in
+    discrete time every step (True) or every k-th (an int k).  ``progress`` is passed to
+    :func:`~dln.integrate.flow` / :func:`~dln.integrate.iterate` (``progress(steps_done, running,
+    total)``, e.g. :func:`dln.progress.step_callback`).  ``state_form`` is passed to ``flow``.
     """
     where = "simulate"
     check_choice("time", time, TIMES, where)
@@ -43,6 +62,9 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
         raise fail("lr", where, "given with time='discrete'", None)
     direction = _methods.make(method, problem, variant=variant, D=D, gamma=gamma, eps=eps, rho=rho,
                               flood_level=flood_level)
+    if variant != "full" and method not in _methods.VARIANT_METHODS:
+        raise fail("variant", method, f"'full' ({method} has no penalty to take per example; the variant "
+                   f"applies to {', '.join(_methods.VARIANT_METHODS)})", variant)
     sizes = {direction.batch}
     if alpha is not None and np.ndim(alpha) == 1 and np.size(alpha) > 1:
         sizes.add(np.size(alpha))
@@ -61,34 +83,63 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
                               alpha=np.repeat(alpha[:, None], problem.d, axis=1) if per_run else alpha)
     else:
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
+    memory.check_batch(B, problem.n, problem.d, time == "flow", where)
+    cap = MAX_STEPS[time] if max_steps is None else max_steps
     if time == "flow":
-        result = flow(direction, state, rtol=rtol, loss_tol=loss_tol,
-                      max_steps=20_000 if max_steps is None else max_steps, record=record, state_form=state_form)
+        result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=bool(record),
+                      progress=progress, state_form=state_form)
     else:
         result = iterate(direction, state, lr, batch_size=batch_size,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed,
-                         loss_tol=loss_tol, max_steps=1_000_000 if max_steps is None else max_steps,
-                         record_every=1 if record else 0)
+                         loss_tol=loss_tol, max_steps=cap, record_every=int(record) if record else 0,
+                         progress=progress)
     if alpha is not None and u0 is None:
         result.info["alpha"] = np.broadcast_to(np.asarray(alpha, dtype=np.float64).reshape(-1) if np.ndim(alpha) <= 1
                                                and np.size(alpha) in (1, B) else np.nan, (B,))
+    result.info["seed"] = seed
+    if time == "discrete":
+        result.info["label_noise"] = label_noise  # None when not given, as in results.csv
     return result
 
 
 def predict_run(result: Result, i: int):
     """The closed-form limit for run i: argmin φ_c − ⟨z0 − 2Φ, β⟩ over Xβ = y with the run's
     measured c = |u⊙v| (docs/theory.md §4 lemma; Φ = 0 in continuous time), or None where no exact
-    prediction applies (depth D ≥ 3, runs that did not converge)."""
+    prediction applies (depth D ≥ 3, runs that did not converge, and y outside range(X): no β
+    interpolates, the run converges to a least-squares point and the prediction does not exist)."""
     if result.direction.D != 2 or result.status[i] != "converged":
         return None
     P = result.direction.problem
-    z0 = result.z0[i] - 2.0 * result.tilt[i]
-    return mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
+    z0 = mirror_tilt(result, i)
+    pred = mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
+    return None if pred.status == "infeasible" else pred
+
+
+def mirror_tilt(result: Result, i: int) -> np.ndarray:
+    """The linear term z0 − 2Φ of run i's exact characterisation β∞ = argmin_{Xβ=y} φ_c(β) − ⟨z0 − 2Φ, β⟩
+    (docs/theory.md §3.1 offset, §5.1 discrete tilt Φ; zero for a flow from u0 = v0)."""
+    return result.z0[i] - 2.0 * result.tilt[i]
 
 
 def _rel(x, ref):
     den = np.linalg.norm(ref)
     return float(np.linalg.norm(x - ref) / (den if den > 0 else 1.0))
+
+
+def _data_keys(P: Problem, run_seed) -> dict:
+    """``data n d k noise design seed`` of a record, from ``Problem.meta`` (as results.csv has them).
+
+    ``seed`` is the data seed of a synthetic problem; for a data file it is the seed of the run's
+    randomness (SGD mini-batches, label noise), as in a sweep over a data file."""
+    meta = P.meta
+    seed = meta.get("seed", run_seed)
+    if isinstance(seed, np.integer) or (isinstance(seed, int) and not isinstance(seed, bool)):
+        seed = int(seed)
+    else:  # a SeedSequence or Generator: not a column value
+        seed = None
+    noise = meta.get("noise")
+    return dict(data=meta.get("data"), n=int(P.n), d=int(P.d), k=meta.get("k"),
+                noise=None if noise is None else float(noise), design=meta.get("design"), seed=seed)
 
 
 def records(result: Result, *, predict: bool = True, wall_time: float | None = None,
@@ -109,16 +160,17 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
     direction = result.direction
     if True:
         beta = result.beta[i]
-        rec = dict(method=direction.method, variant=direction.variant)
+        lr = result.info.get("lr")
+        rec = dict(method=direction.method, variant=direction.variant, time="flow" if lr is None else "discrete")
+        alpha = result.info.get("alpha")
+        rec["alpha"] = None if alpha is None or not np.isfinite(alpha[i]) else float(alpha[i])
         for name in ("gamma", "eps", "rho", "flood_level"):
             p = direction.params.get(name)
             rec[name] = None if p is None else float(p[i if p.shape[0] > 1 else 0, 0])
-        alpha = result.info.get("alpha")
-        rec["alpha"] = None if alpha is None or not np.isfinite(alpha[i]) else float(alpha[i])
-        lr = result.info.get("lr")
         rec["lr"] = None if lr is None else float(lr[i])
         rec["batch_size"] = result.info.get("batch_size")
         rec["label_noise"] = result.info.get("label_noise")
+        rec.update(_data_keys(P, result.info.get("seed")))
         rec["status"] = str(result.status[i])
         rec["train_loss"] = float(result.loss[i])
         te = P.test_error(beta)
@@ -164,6 +216,8 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
         rec["wall_time"] = wall_time
         rec["_beta"] = beta
         rec["_alpha_eff"] = result.alpha_eff[i]
+        rec["_log_c"] = result.log_c[i]
+        rec["_tilt"] = mirror_tilt(result, i)
         if extra:
             rec.update(extra)
     return rec
@@ -172,11 +226,15 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
 def simulate(problem: Problem, method: str = "gf", *, predict: bool = True, **kwargs) -> list[dict]:
     """Simulate a batch and return one record per run (see :func:`run_batch` for the arguments).
 
-    Each record holds the hyper-parameters, ``status``, ``train_loss``, ``test_error``, ``l1_norm``,
-    support recovery, gains −ln(α_eff/α) on and off the support, the prediction error against
-    argmin φ_{u⊙v} (``prediction_rel_error``) and against the gain-integral prediction
+    Each record has the keys of results.csv but ``run`` and ``run_id`` (docs/design.md §5): the run
+    and data keys :data:`RUN_KEYS` (method, variant, time, hyper-parameters, data, n, d, k, noise,
+    design, seed), ``status``, ``train_loss``, ``test_error``, ``l1_norm``, support recovery, gains
+    −ln(α_eff/α) on and off the support, the prediction error against argmin φ_{u⊙v}
+    (``prediction_rel_error``) and against the gain-integral prediction
     (``prediction_theory_rel_error``, continuous time only: in discrete time the exact bookkeeping
-    is u⊙v itself), plus the arrays ``_beta``, ``_alpha_eff``, ``_prediction``.
+    is u⊙v itself), steps, evaluations, final time and ``wall_time``; plus the arrays ``_beta``,
+    ``_alpha_eff``, ``_log_c`` (ln u⊙v), ``_tilt`` (z0 − 2Φ, :func:`mirror_tilt`) and the
+    ``_prediction`` object.
     """
     t0 = _time.perf_counter()
     result = run_batch(problem, method, **kwargs)

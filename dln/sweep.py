@@ -35,13 +35,14 @@ import sys
 import time as _time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-import numpy as np
-
+from . import memory
 from .errors import DLNError, fail
-from .grid import FORMAT, GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize
+from .grid import GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize, _parse_shard
+from .lock import acquire, holder
+from .problem import default_n_test
 from .sweep_io import (
-    COLUMNS, HEADER, METRIC_COLUMNS, _Appender, _atomic_write, _config, format_row, _now, parse_line, _prepare_out,
-    _read_config, read_results, _versions, _write_sorted,
+    COLUMNS, METRIC_COLUMNS, _Appender, _atomic_write, _config, format_row, _now, parse_line, plan_identity,
+    _prepare_out, _read_config, read_results, remove_temporary_files, row_identity, _versions, _write_sorted,
 )
 from .workers import _OBJECTS, _cost, _default_workers, _limit_threads_here, _mp_context, run_task, _worker_init
 
@@ -49,37 +50,17 @@ __all__ = ["sweep", "merge", "build_plan", "read_results", "COLUMNS", "KEY_COLUM
            "add_sweep_parser", "add_merge_parser"]
 
 
-class _Progress:
-    """tqdm bar on stderr (runs, runs/s, ETA, diverged), only when stderr is a terminal.
+def _progress(total, initial, quiet):
+    """The sweep's progress (:class:`dln.progress.Progress`): a tqdm bar on a terminal or in a
+    notebook, else ``dln sweep: 37/96 runs, 0 diverged, 12.3 s elapsed, ~20 s left`` on stderr
+    every 10 s.  Started after the worker processes exist (tqdm may run a monitor thread)."""
+    from .progress import Progress
 
-    Started after the worker processes (tqdm runs a monitor thread; workers fork before it)."""
-
-    def __init__(self, total, initial, quiet):
-        self.bar = None
-        self.diverged = 0
-        self.args = dict(total=total, initial=initial)
-        self.show = not quiet and sys.stderr is not None and sys.stderr.isatty()
-
-    def start(self):
-        if self.show and self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(**self.args, unit="run", file=sys.stderr, dynamic_ncols=True, smoothing=0.05,
-                            desc="dln sweep")
-
-    def update(self, n, diverged):
-        self.diverged += diverged
-        if self.bar is not None:
-            self.bar.set_postfix(diverged=self.diverged, refresh=False)
-            self.bar.update(n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
+    return Progress("dln sweep", total, unit="run", initial=initial, quiet=quiet, counts={"diverged": 0})
 
 
 def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False, save_trajectories: bool = False,
-          quiet: bool = True, command=None, depth=None, rtol=None, max_steps=None, root_seed=None,
+          quiet: bool = False, command=None, depth=None, rtol=None, max_steps=None, root_seed=None,
           chunk_size=None, **axes) -> list[dict]:
     """Run a grid of simulations; return one record per run (the columns of results.csv), in grid order.
 
@@ -103,7 +84,12 @@ def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False
     resume : bool
         Complete the sweep in ``out`` (same grid), skipping its finished runs.
     save_trajectories : bool
-        Write ``trajectories/chunk-XXXXX.npz`` per batch (final β, α_eff and the path).
+        Write ``trajectories/chunk-XXXXX.npz`` per batch: the recorded paths of its runs in the
+        ``dln-trajectory/1`` format (:mod:`dln.trajectory`, read by ``dln.load_trajectory``), each
+        run carrying the ``run`` and ``run_id`` of its row of results.csv.
+    quiet : bool
+        No progress on stderr (a tqdm bar on a terminal or in a notebook, otherwise a status line
+        every 10 s) and no summary line at the end.
     depth, rtol, max_steps, root_seed, chunk_size :
         Solver depth D (2), flow tolerance (DEFAULT_RTOL), per-run step cap, root seed entropy (0), runs per batch (32).
 
@@ -136,60 +122,132 @@ def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False
     if workers is None:
         workers = _default_workers()
     workers = _integer("workers", workers, ge=1)
+    _check_memory(plan, workers)
     return _execute(plan, out=out, workers=workers, resume=resume, save_trajectories=save_trajectories,
                     quiet=quiet, command=command)
 
 
+def _check_memory(plan: Plan, workers: int):
+    """The largest batch (with its data) times the batches that run at once, plus the plan, must fit
+    in memory (:mod:`dln.memory`); checked before anything runs or is written."""
+    worst, shape = 0.0, None
+    for j in plan.shard_chunks:
+        run = plan.runs[plan.chunks[j][0]]
+        n, d, B = run["n"], run["d"], len(plan.chunks[j])
+        n_test = default_n_test(n, d) if run["data"] is None else 0
+        need = memory.batch_bytes(B, n, d, run["time"] == "flow") + memory.problem_bytes(n, d, n_test)
+        if need > worst:
+            worst, shape = need, (B, n, d)
+    if shape is None:
+        return
+    base = len(plan.runs) * memory.BYTES_PER_RUN
+    B, n, d = shape
+    name, value = ("chunk_size", plan.settings["chunk_size"]) if B > 1 else ("d", d)
+    memory.check(base + worst, name, W, f"a batch of {B} run(s) at n = {n}, d = {d}", value)
+    parallel = min(workers, len(plan.shard_chunks))
+    memory.check(base + parallel * worst, "workers", W,
+                 f"{parallel} batches of {B} run(s) at n = {n}, d = {d} at once", workers)
+
+
 def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, command) -> list[dict]:
+    """Run the plan; with an output folder, holding its lock (one writer per folder, :mod:`dln.lock`)."""
+    if out is None:
+        return _execute_locked(plan, out=None, workers=workers, resume=resume, save_trajectories=save_trajectories,
+                               quiet=quiet, command=command)
+    out = _prepare_out(out)
+    with acquire(out, name="out", where=W, command=command):
+        return _execute_locked(plan, out=out, workers=workers, resume=resume, save_trajectories=save_trajectories,
+                               quiet=quiet, command=command)
+
+
+def _open_folder(plan: Plan, out, *, resume, save_trajectories, command, workers, notes) -> tuple[dict, list]:
+    """Bring the (locked) folder to a state the sweep can append to; return the finished rows to keep
+    and the chunks still to run.
+
+    Every state a kill can leave is resumable: the files are written in the order config.json,
+    results.csv header, rows (each file atomically or by whole appended lines), so a folder holds
+    nothing, config.json alone, or both; temporary files of interrupted rewrites are removed here.
+    A results.csv without a single row is as good as none."""
+    path, cfg_path = os.path.join(out, "results.csv"), os.path.join(out, "config.json")
+    removed = remove_temporary_files(out)
+    if removed:
+        notes.append(f"removed {removed} temporary file(s) of an interrupted run")
+    for p in (path, cfg_path):
+        if os.path.lexists(p) and not os.path.isfile(p):
+            raise fail("out", W, f"a folder whose {os.path.basename(p)} is a file", f"{p} (a directory or other non-file)")
+    traj = os.path.join(out, "trajectories")
+    if save_trajectories and os.path.lexists(traj) and not os.path.isdir(traj):
+        raise fail("out", W, "a folder whose trajectories entry is a folder", traj)
+    has_cfg, has_results = os.path.exists(cfg_path), os.path.exists(path)
+    if (has_results or has_cfg) and not resume:
+        raise fail("out", W, "a new or empty folder (or pass --resume to complete the sweep in it)",
+                   f"{out} (it holds {'results.csv' if has_results else 'config.json'})")
+    cfg = None
+    if has_cfg:
+        cfg = _read_config(cfg_path)
+        if cfg["fingerprint"] != plan.fingerprint:
+            raise fail("out", W, "a folder of the same grid and settings to --resume (its config.json "
+                       f"fingerprint {cfg['fingerprint'][:12]} differs from {plan.fingerprint[:12]})", out)
+        if cfg.get("shard") != plan.shard_label:
+            raise fail("shard", W, f"the folder's shard ({cfg.get('shard') or 'none'}) to --resume it",
+                       plan.shard_label)
+        _check_counts(cfg, plan, cfg_path, "out", W)
+    ex = None
+    if has_results:
+        ex = read_results(path, plan_identity(plan, _shard_runs(plan)) if has_cfg else None)
+        if ex.lines and not has_cfg:
+            raise fail("out", W, "a folder with the config.json of its results.csv to --resume (without it the runs "
+                       "cannot be checked: move results.csv away to start again)", out)
+    has_rows = ex is not None and bool(ex.lines)
+    todo = plan.shard_chunks
+    lines: dict = {}
+    if has_rows:
+        complete = {j for j in todo if all(i in ex.lines for i in plan.chunks[j])}
+        chunk_of = {i: j for j in todo for i in plan.chunks[j]}
+        kept = {i: line for i, line in ex.lines.items() if chunk_of[i] in complete}
+        if ex.torn:
+            notes.append("dropped a torn last line")
+        if len(kept) < len(ex.lines):
+            notes.append(f"dropped {len(ex.lines) - len(kept)} row(s) of unfinished batches")
+        lines.update(kept)
+        todo = [j for j in todo if j not in complete]
+    # config.json first: a kill after it leaves a folder that --resume completes
+    if cfg is None:
+        cfg = _config(plan, command, workers)
+    else:
+        cfg["resumes"].append(dict(command=command, time=_now(), workers=workers))
+    _atomic_write(cfg_path, json.dumps(cfg, indent=2, default=str) + "\n")
+    _write_sorted(path, lines)
+    if save_trajectories:
+        os.makedirs(traj, exist_ok=True)
+    return lines, todo
+
+
+def _check_counts(cfg, plan: Plan, cfg_path, name, where):
+    """config.json's run and batch counts must be its grid's (the fingerprint covers the grid, not them)."""
+    if (cfg["n_runs"], cfg["n_chunks"]) != (len(plan.runs), len(plan.chunks)):
+        raise fail(name, where, "a folder whose config.json is the one dln sweep wrote",
+                   f"{cfg_path}: n_runs {cfg['n_runs']} and n_chunks {cfg['n_chunks']} contradict its fingerprint "
+                   f"({len(plan.runs)} runs in {len(plan.chunks)} batches)")
+
+
+def _shard_runs(plan: Plan):
+    return None if plan.shard is None else {i for j in plan.shard_chunks for i in plan.chunks[j]}
+
+
+def _execute_locked(plan: Plan, *, out, workers, resume, save_trajectories, quiet, command) -> list[dict]:
     todo = plan.shard_chunks
     lines: dict = {}
     notes = []
     path = appender = None
-    cfg = None
     if out is not None:
-        out = _prepare_out(out)
         path = os.path.join(out, "results.csv")
-        cfg_path = os.path.join(out, "config.json")
-        has_results, has_cfg = os.path.exists(path), os.path.exists(cfg_path)
-        if (has_results or has_cfg) and not resume:
-            raise fail("out", W, "a new or empty folder (or pass --resume to complete the sweep in it)",
-                       f"{out} (it holds {'results.csv' if has_results else 'config.json'})")
-        if has_results and not has_cfg:
-            raise fail("out", W, "a folder with the config.json of its results.csv to --resume", out)
-        if has_cfg:
-            cfg = _read_config(cfg_path)
-            if cfg["fingerprint"] != plan.fingerprint:
-                raise fail("out", W, "a folder of the same grid and settings to --resume (its config.json "
-                           f"fingerprint {cfg['fingerprint'][:12]} differs from {plan.fingerprint[:12]})", out)
-            if cfg.get("shard") != plan.shard_label:
-                raise fail("shard", W, f"the folder's shard ({cfg.get('shard') or 'none'}) to --resume it",
-                           plan.shard_label)
-        if has_results:
-            ex = read_results(path, plan)
-            chunk_of = {i: j for j in todo for i in plan.chunks[j]}
-            complete = {j for j in todo if all(i in ex.lines for i in plan.chunks[j])}
-            kept = {i: line for i, line in ex.lines.items() if chunk_of.get(i) in complete}
-            dropped = len(ex.lines) - len(kept)
-            if ex.torn:
-                notes.append("dropped a torn last line")
-            if ex.bad or dropped or ex.duplicates:
-                notes.append(f"dropped {ex.bad + dropped + ex.duplicates} incomplete or duplicate row(s)")
-            lines.update(kept)
-            todo = [j for j in todo if j not in complete]
-            _write_sorted(path, lines)
-        else:
-            _atomic_write(path, HEADER)
-        if cfg is None:
-            cfg = _config(plan, command, workers)
-        else:
-            cfg.setdefault("resumes", []).append(dict(command=command, time=_now(), workers=workers))
-        _atomic_write(cfg_path, json.dumps(cfg, indent=2, default=str) + "\n")
+        lines, todo = _open_folder(plan, out, resume=resume, save_trajectories=save_trajectories, command=command,
+                                   workers=workers, notes=notes)
         appender = _Appender(path)
-        if save_trajectories:
-            os.makedirs(os.path.join(out, "trajectories"), exist_ok=True)
     n_before = len(lines)
     total = sum(len(plan.chunks[j]) for j in plan.shard_chunks)
-    progress = _Progress(total, n_before, quiet)
+    progress = _progress(total, n_before, quiet)
     failures = []
     t0 = _time.perf_counter()
 
@@ -197,10 +255,10 @@ def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, comm
         j = res["chunk"]
         members = plan.chunks[j]
         if save_trajectories and out is not None:
-            tpath = os.path.join(out, "trajectories", f"chunk-{j:05d}.npz")
-            tmp = tpath + f".tmp-{os.getpid()}.npz"
-            np.savez(tmp, run_id=np.asarray([plan.runs[i]["run_id"] for i in members]), **res["arrays"])
-            os.replace(tmp, tpath)
+            from .trajectory import write_trajectory
+
+            write_trajectory(os.path.join(out, "trajectories", f"chunk-{j:05d}.npz"), res["arrays"],
+                             runs=[dict(plan.runs[i], depth=plan.settings["depth"]) for i in members])
         wall = res["wall"] / len(members)
         text = []
         diverged = 0
@@ -211,7 +269,7 @@ def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, comm
             diverged += metrics["status"] == "diverged"
         if appender is not None:
             appender.append("".join(text))
-        progress.update(len(members), diverged)
+        progress.update(len(members), diverged=diverged)
 
     tasks = [plan.tasks[j] for j in todo]
     workers = max(1, min(workers, len(tasks)))
@@ -237,12 +295,13 @@ def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, comm
             # longest first (LPT): the workers finish together; the rows are sorted at the end
             tasks.sort(key=lambda t: -_cost(t, plan))
             _run_pool(plan, tasks, workers, save_trajectories, finish, failures, progress.start)
-    except KeyboardInterrupt:
+    except BaseException as exc:  # Ctrl-C, or results.csv could not be written (disk full): the file is closed
         progress.close()
         if appender is not None:
             appender.close()
-            print(f"dln sweep: interrupted; {len(lines)} finished runs are in {path} "
-                  "(run the same command with --resume to complete it)", file=sys.stderr)
+            if isinstance(exc, KeyboardInterrupt):
+                print(f"dln sweep: interrupted; {len(lines)} finished runs are in {path} "
+                      "(run the same command with --resume to complete it)", file=sys.stderr)
         raise
     progress.close()
     if appender is not None:
@@ -256,10 +315,24 @@ def _execute(plan: Plan, *, out, workers, resume, save_trajectories, quiet, comm
     if failures:
         j, exc = failures[0]
         n_failed = sum(len(plan.chunks[j]) for j, _ in failures)
-        raise SweepError(f"{n_failed} run(s) in {len(failures)} batch(es) failed (first: batch {j}, "
-                         f"{type(exc).__name__}: {exc}); the others are saved; rerun with --resume",
-                         records=recs, summary=summary)
+        first = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        if all(_transient(e) for _, e in failures):
+            advice = "rerun with --resume to retry them"
+        elif isinstance(exc, DLNError):  # a user error found while running (a data file rewritten meanwhile)
+            advice = "correct what the error names before running again"
+        else:  # a batch's computation is deterministic: --resume would fail the same way
+            advice = ("--resume would fail the same way: this is a bug of dln for these runs (please report it "
+                      "with the batch's parameters)")
+        raise SweepError(f"{n_failed} run(s) in {len(failures)} batch(es) failed (first: batch {j}, {first}); "
+                         f"the others are saved; {advice}", records=recs, summary=summary)
     return recs
+
+
+def _transient(exc) -> bool:
+    """A failure that may not recur: out of memory, a killed worker, an I/O error."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(exc, (MemoryError, OSError, BrokenProcessPool))
 
 
 class SweepError(RuntimeError):
@@ -315,11 +388,16 @@ def _summary(plan, recs, total, new, before, elapsed, failures, notes, path) -> 
 def merge(dirs, out, *, partial: bool = False, quiet: bool = True, command=None) -> list[dict]:
     """Join shard folders (same grid) into one results.csv equal to the unsharded sweep's.
 
+    Every row is checked before anything is written: against the grid rebuilt from config.json
+    (the run its index says, in its folder's shard), or, when the grid cannot be rebuilt (its data
+    file is gone or changed, or the data was a Problem object), against its own run_id.
+
     Raises
     ------
     DLNError
-        If a folder is not a sweep output, the grids differ, a run appears twice, or (unless
-        ``partial``) a run is missing.
+        If a folder is not a sweep output or is being written, a config.json or a row is damaged,
+        the grids differ, a run appears twice, the output folder is one of the inputs or is being
+        written, or (unless ``partial``) a run is missing.
     """
     where = "merge"
     dirs = [os.fspath(d) for d in dirs]
@@ -328,49 +406,85 @@ def merge(dirs, out, *, partial: bool = False, quiet: bool = True, command=None)
     base = None
     lines: dict = {}
     origin: dict = {}
-    torn = 0
+    notes = []
+    plan = None
     for d in dirs:
         if not os.path.isdir(d):
             raise fail("dirs", where, "existing sweep folders", d)
+        who = holder(d)
+        if who is not None:
+            raise fail("dirs", where, "folders no sweep is writing (wait for it to finish)", f"{d}, locked by {who}")
         cfg_path, res_path = os.path.join(d, "config.json"), os.path.join(d, "results.csv")
         if not os.path.isfile(cfg_path) or not os.path.isfile(res_path):
             raise fail("dirs", where, "sweep folders with config.json and results.csv", d)
-        try:
-            cfg = _read_config(cfg_path)
-        except DLNError:
-            raise fail("dirs", where, f"sweep folders with a config.json written by dln sweep ({FORMAT})", d) from None
+        cfg = _read_config(cfg_path, "dirs", where)
         if base is None:
             base = cfg
+            plan = _rebuild_plan(cfg)
+            if plan is None:
+                notes.append("rows checked against their own run ids (the grid could not be rebuilt from "
+                             f"{cfg_path}: its data is not at hand)")
         elif cfg["fingerprint"] != base["fingerprint"]:
             raise fail("dirs", where, "folders of one grid (same config.json fingerprint)",
                        f"{dirs[0]} ({base['fingerprint'][:12]}) and {d} ({cfg['fingerprint'][:12]})")
-        ex = read_results(res_path, n_runs=int(base["n_runs"]))
-        torn += ex.torn
+        if plan is not None:
+            _check_counts(cfg, plan, cfg_path, "dirs", where)
+            shard = None if cfg.get("shard") is None else _parse_shard(cfg["shard"])
+            view = Plan(grid=plan.grid, settings=plan.settings, runs=plan.runs, chunks=plan.chunks,
+                        fingerprint=plan.fingerprint, shard=shard)
+            identity = plan_identity(view, _shard_runs(view))
+        else:
+            identity = row_identity(base["n_runs"], base.get("data_sha256", {}))
+        ex = read_results(res_path, identity, name="dirs", where=where)
         for i, line in ex.lines.items():
             if i in lines:
                 raise fail("dirs", where, "folders without a run in common (shards of one sweep)",
                            f"run {i} in both {origin[i]} and {d}")
             lines[i] = line
             origin[i] = d
-    n_runs = int(base["n_runs"])
+    n_runs = base["n_runs"]
     missing = [i for i in range(n_runs) if i not in lines]
     if missing and not partial:
         raise fail("dirs", where, f"all the shards of the sweep ({n_runs} runs; or pass --partial)",
                    f"{len(missing)} missing run(s), e.g. run {missing[0]}")
     out = _prepare_out(out, where)
-    path = os.path.join(out, "results.csv")
-    if os.path.exists(path) or os.path.exists(os.path.join(out, "config.json")):
-        raise fail("out", where, "a new or empty folder", f"{out} (it holds a sweep)")
-    _write_sorted(path, lines)
-    cfg = dict(base)
-    cfg.update(command=command, created=_now(), shard=None, shard_runs=n_runs, merged_from=dirs, resumes=[],
-               versions=_versions())
-    _atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2, default=str) + "\n")
+    if any(os.path.samefile(out, d) for d in dirs):
+        raise fail("out", where, "a folder other than the merged ones", out)
+    with acquire(out, name="out", where=where, command=command):
+        remove_temporary_files(out)
+        path, cfg_path = os.path.join(out, "results.csv"), os.path.join(out, "config.json")
+        if os.path.lexists(path) or (os.path.lexists(cfg_path) and not _config_of(cfg_path, base)):
+            raise fail("out", where, "a new or empty folder", f"{out} (it holds a sweep)")
+        cfg = dict(base)
+        cfg.update(command=command, created=_now(), shard=None, shard_runs=n_runs, merged_from=dirs, resumes=[],
+                   versions=_versions())
+        # config.json first, as a sweep does: a kill between the two leaves config.json alone, which
+        # merging again (or --resume) completes
+        _atomic_write(cfg_path, json.dumps(cfg, indent=2, default=str) + "\n", "out", where)
+        _write_sorted(path, lines, "out", where)
     recs = [parse_line(lines[i]) for i in sorted(lines)]
     if not quiet:
         note = f", {len(missing)} missing" if missing else ""
-        print(f"dln merge: {len(recs)}/{n_runs} runs from {len(dirs)} folder(s){note} -> {path}")
+        extra = "".join(f"; {n}" for n in notes)
+        print(f"dln merge: {len(recs)}/{n_runs} runs from {len(dirs)} folder(s){note}{extra} -> {path}")
     return recs
+
+
+def _config_of(cfg_path, base) -> bool:
+    """Whether cfg_path is a sound config.json of the same grid as ``base`` (an interrupted merge's)."""
+    try:
+        return _read_config(cfg_path)["fingerprint"] == base["fingerprint"]
+    except DLNError:
+        return False
+
+
+def _rebuild_plan(cfg) -> Plan | None:
+    """The plan of a config.json's grid and settings, if it can be rebuilt with the same fingerprint."""
+    try:
+        plan = build_plan([dict(g) for g in cfg["grid"]], dict(cfg["settings"]))
+    except (DLNError, KeyError, TypeError, ValueError, RecursionError):
+        return None
+    return plan if plan.fingerprint == cfg["fingerprint"] else None
 
 
 RECIPE = """\
@@ -383,9 +497,9 @@ SLURM job array (one shard per array task; --resume lets a requeued task continu
 
 def add_sweep_parser(sub):
     """Register ``dln sweep`` (docs/design.md §5)."""
-    from .cli import add_data_arguments, add_method_arguments
+    from .cli import OPTIONAL, add_data_arguments, add_method_arguments
 
-    p = sub.add_parser("sweep", help="a grid of runs -> results.csv + config.json in --out DIR",
+    p = sub.add_parser("sweep", help=OPTIONAL["sweep"][1],
                        description="Run the product of the given values (and --seeds K datasets per cell) in batches "
                                    "over --workers processes; results.csv gets one row per run as batches finish.",
                        epilog=RECIPE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -412,7 +526,8 @@ def add_sweep_parser(sub):
     r.add_argument("--resume", action="store_true", help="complete the sweep in --out, skipping finished runs")
     r.add_argument("--save-trajectories", dest="save_trajectories", action="store_true",
                    help="write trajectories/chunk-XXXXX.npz per batch")
-    r.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, else a status line on stderr every 10 s), no summary")
     p.set_defaults(func=cmd_sweep)
     return p
 
@@ -470,7 +585,9 @@ def cmd_sweep(args) -> int:
 
 def add_merge_parser(sub):
     """Register ``dln merge DIR... --out DIR``."""
-    p = sub.add_parser("merge", help="join shard folders into one results.csv",
+    from .cli import OPTIONAL
+
+    p = sub.add_parser("merge", help=OPTIONAL["merge"][1],
                        description="Join the folders of `dln sweep --shard I/N` into the results.csv an unsharded "
                                    "sweep writes.", epilog=RECIPE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dirs", nargs="+", metavar="DIR", help="shard folders")

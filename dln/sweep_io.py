@@ -30,13 +30,14 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import fail
-from .grid import FORMAT, KEY_COLUMNS, W, Plan, _problem_sha
+from .errors import DLNError, fail
+from .grid import FORMAT, KEY_COLUMNS, MAX_RUNS, W, Plan, _parse_shard, _problem_sha, _unique_keys
 from .problem import Problem
 
 #: Per-run results (``dln.simulate.records``).
@@ -95,50 +96,134 @@ def parse_line(line: str) -> dict | None:
         return None
 
 
+#: The statuses a row may carry (dln.integrate: a finished run is never "running").
+STATUSES = frozenset({"converged", "diverged", "max_steps"})
+#: Columns that identify a run: a row's must be its grid run's, character for character.
+IDENTITY = ("run", "run_id") + KEY_COLUMNS
+
+
+def _row_fields(line: str) -> tuple[list | None, str]:
+    """The fields of a results.csv row exactly as :func:`format_row` writes them, or (None, why)."""
+    try:
+        fields = next(csv.reader([line], strict=True))
+    except (csv.Error, StopIteration) as exc:
+        return None, f"not a CSV row ({exc})"
+    if len(fields) != len(COLUMNS):
+        return None, f"{len(fields)} fields where results.csv has {len(COLUMNS)}"
+    for c, f in zip(COLUMNS, fields):
+        if f == "" or c in STR_COLUMNS:
+            continue
+        try:
+            value = parse_value(c, f)
+        except ValueError:
+            return None, f"column {c} is {f!r}, not {'an integer' if c in INT_COLUMNS else 'a number'}"
+        if _cell(value) != f:  # written by format_row: the shortest round-trip form, nothing else
+            return None, f"column {c} is {f!r}, not as dln writes {_cell(value)!r}"
+    status = fields[COLUMNS.index("status")]
+    if status not in STATUSES:
+        return None, f"status {status!r} is not one of {', '.join(sorted(STATUSES))}"
+    if fields[0] == "" or int(fields[0]) < 0:
+        return None, f"run index {fields[0]!r} is not a run"
+    return fields, ""
+
+
 @dataclass
 class _Existing:
-    lines: dict  # run index → raw line
+    lines: dict  # run index → raw line (with its newline)
     torn: int = 0  # dropped: an incomplete last line
-    bad: int = 0  # dropped: malformed or foreign lines
-    duplicates: int = 0
 
 
-def read_results(path, plan: Plan | None = None, *, n_runs: int | None = None) -> _Existing:
-    """Read results.csv, keeping only complete, well-formed lines (a torn last line from a crash
-    is dropped).  With a plan, a line must also match its run (index and run_id)."""
+def read_results(path, identity=None, *, name: str = "out", where: str = W) -> _Existing:
+    """Read results.csv strictly: every complete row must be a well-formed row of the grid; only a
+    torn last line (the mark of a crash: no newline at the end) is dropped.
+
+    Parameters
+    ----------
+    identity : callable, optional
+        ``identity(i, fields)`` → the identity fields (:data:`IDENTITY`) run ``i`` must have, or a
+        string saying why ``i`` is not a run of this folder.  None checks the form only.
+
+    Raises
+    ------
+    DLNError
+        For the first bad row, named ``path:line`` with the reason: malformed, not as dln writes
+        it, a status that is not a status, not the run its index and run_id say, a run twice.
+    """
     with open(path, "rb") as fh:
         data = fh.read()
-    text = data.decode("utf-8", errors="replace")
-    parts = text.split("\n")
+    parts = data.split(b"\n")
     torn = 0
-    if parts[-1] != "":
+    if parts[-1] != b"":
         torn = 1  # no newline at the end: the last write was cut short
     parts = parts[:-1]
     if not parts:
-        if text:  # a torn header
-            return _Existing({}, torn=torn)
-        return _Existing({}, torn=0)
-    if parts[0] + "\n" != HEADER:
-        raise fail("out", W, "a folder whose results.csv has this version's columns "
-                   f"({HEADER.strip()[:60]}...)", f"{path} with header {parts[0][:60]!r}")
+        return _Existing({}, torn=torn)  # nothing, or a torn header
+    if parts[0] + b"\n" != HEADER.encode():
+        raise fail(name, where, "a folder whose results.csv has this version's columns "
+                   f"({HEADER.strip()[:60]}...)", f"{path} with header {parts[0][:60].decode('utf-8', 'replace')!r}")
     out = _Existing({}, torn=torn)
-    for line in parts[1:]:
-        rec = parse_line(line)
-        if rec is None or rec["run"] is None or rec["run"] < 0:
-            out.bad += 1
-            continue
-        i = rec["run"]
-        if plan is not None and (i >= len(plan.runs) or plan.runs[i]["run_id"] != rec["run_id"]):
-            out.bad += 1
-            continue
-        if n_runs is not None and i >= n_runs:
-            out.bad += 1
-            continue
+    first_line: dict = {}
+
+    def bad(lineno, why):
+        return fail(name, where, "a folder whose results.csv rows are the runs of its grid, as dln wrote them "
+                    "(correct or delete that line, or start a new folder)", f"{path}:{lineno}: {why}")
+
+    for lineno, raw in enumerate(parts[1:], 2):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise bad(lineno, "not UTF-8 text") from None
+        fields, why = _row_fields(line)
+        if fields is None:
+            raise bad(lineno, why)
+        i = int(fields[0])
+        if identity is not None:
+            want = identity(i, fields)
+            if isinstance(want, str):
+                raise bad(lineno, f"run {i} {want}")
+            for c, got, exp in zip(IDENTITY, fields, want):
+                if got != exp:
+                    raise bad(lineno, f"run {i} is not the run its index and run_id say: column {c} is {got!r}, "
+                              f"the grid's has {exp!r}")
         if i in out.lines:
-            out.duplicates += 1
-            continue
+            raise bad(lineno, f"run {i} appears twice (lines {first_line[i]} and {lineno})")
+        first_line[i] = lineno
         out.lines[i] = line + "\n"
     return out
+
+
+def plan_identity(plan: Plan, runs=None):
+    """:func:`read_results`' identity check against a plan: run i must be ``plan.runs[i]`` (and one
+    of ``runs``, e.g. the runs of a shard)."""
+    def identity(i, fields):
+        if i >= len(plan.runs) or (runs is not None and i not in runs):
+            return (f"is not a run of this folder's grid ({len(plan.runs)} runs"
+                    + (f", shard {plan.shard_label})" if plan.shard else ")"))
+        run = plan.runs[i]
+        return [_cell(run[c]) for c in IDENTITY]
+    return identity
+
+
+def row_identity(n_runs: int, data_sha: dict):
+    """:func:`read_results`' identity check without the plan: run i < n_runs, and its run_id is the
+    hash of its own key columns (:func:`dln.grid.run_id`; a data file known by its recorded sha256)."""
+    from .grid import run_id, synthetic_cell_sha
+
+    def identity(i, fields):
+        if i >= n_runs:
+            return f"is not a run of this folder's grid ({n_runs} runs)"
+        run = {c: parse_value(c, f) for c, f in zip(COLUMNS, fields) if c in KEY_COLUMNS}
+        if run["data"] is None:
+            try:
+                sha = synthetic_cell_sha(run["n"], run["d"], run["k"], run["noise"], run["design"])
+            except TypeError:
+                return "lacks the n, d, k, noise or design of its synthetic data"
+        elif run["data"] in data_sha:
+            sha = data_sha[run["data"]]
+        else:
+            return f"names data {run['data']!r}, which is not a dataset of this folder's grid"
+        return [fields[0], run_id(run, sha)] + fields[2:len(IDENTITY)]
+    return identity
 
 
 def _fsync_dir(path):
@@ -154,45 +239,88 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def _atomic_write(path, text: str):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _atomic_write(path, text: str, name: str = "out", where: str = W):
+    """Write ``path`` all at once (temporary file + fsync + os.replace): a kill leaves the old file or
+    the new one, and a failure (disk full, file-size limit) leaves the old one and no temporary."""
+    tmp = f"{path}{TMP_MARK}{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise fail(name, where, "a folder where dln can write its files", f"{path} ({exc.strerror or exc})") from None
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
-def _write_sorted(path, lines: dict):
-    _atomic_write(path, HEADER + "".join(lines[i] for i in sorted(lines)))
+def _write_sorted(path, lines: dict, name: str = "out", where: str = W):
+    _atomic_write(path, HEADER + "".join(lines[i] for i in sorted(lines)), name, where)
+
+
+#: Marks the temporary files of atomic writes: ``results.csv.tmp-PID``, ``trajectories/chunk-00003.npz.tmp-PID.npz``.
+TMP_MARK = ".tmp-"
+_TEMPORARY = re.compile(r"^(results\.csv|config\.json)\.tmp-\d+$|^\.dln-write-test-\d+$")
+_TEMPORARY_TRAJECTORY = re.compile(r"^chunk-\d+\.npz\.tmp-\d+(\.npz)?$")
+
+
+def remove_temporary_files(out) -> int:
+    """Remove what interrupted writes left in a sweep folder (call it holding the folder's lock): the
+    temporary files of atomic rewrites and trajectory saves.  Returns how many were removed."""
+    removed = 0
+    for folder, pattern in ((out, _TEMPORARY), (os.path.join(out, "trajectories"), _TEMPORARY_TRAJECTORY)):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in names:
+            path = os.path.join(folder, entry)
+            if pattern.match(entry) and os.path.isfile(path) and not os.path.islink(path):
+                try:
+                    os.remove(path)
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
 
 
 class _Appender:
     """results.csv opened for appending; each chunk's rows go out in one write + flush + fsync."""
 
     def __init__(self, path):
+        self.path = path
         self.fh = open(path, "a", encoding="utf-8", newline="")
 
     def append(self, text: str):
-        self.fh.write(text)
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        try:
+            self.fh.write(text)
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        except OSError as exc:  # a full disk or a file-size limit: what was written is a torn last line
+            raise fail("out", W, "a folder where dln can write its files (free some space, then --resume)",
+                       f"{self.path} ({exc.strerror or exc})") from None
 
     def close(self):
-        self.fh.close()
+        try:
+            self.fh.close()
+        except OSError:  # the flush of a failed append: already reported
+            pass
 
 
-def _prepare_out(out: str, where: str = W) -> str:
+def _prepare_out(out, where: str = W) -> str:
+    """Create the output folder (and its parents) if needed; whether it is writable is checked by
+    taking its lock (:func:`dln.lock.acquire`)."""
     out = os.fspath(out)
+    if out == "":
+        raise fail("out", where, "a folder name", out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise fail("out", where, "a directory (a file has that name)", out)
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, f".dln-write-test-{os.getpid()}")
-        with open(probe, "w") as fh:
-            fh.write("")
-        os.remove(probe)
     except OSError as exc:
         raise fail("out", where, "a writable directory", f"{out} ({exc.strerror or exc})") from None
     return out
@@ -229,18 +357,86 @@ def _config(plan: Plan, command, workers) -> dict:
         root_seed_entropy=plan.settings["root_seed"],
         seeding=("data of a cell: SeedSequence(root_seed, spawn_key=(0, cell_key, seed)); SGD/label noise of a "
                  "run: SeedSequence(root_seed, spawn_key=(1, int(run_id[1:], 16)))"),
-        support_rule=SUPPORT_RULE, data_sha256=plan.data_files,
+        support_rule=SUPPORT_RULE,
+        data_sha256={**plan.data_files, **{f"problem-{sha[:12]}": sha for sha in plan.objects}},
         n_runs=len(plan.runs), n_chunks=len(plan.chunks), fingerprint=plan.fingerprint,
         shard=plan.shard_label, shard_runs=sum(len(plan.chunks[j]) for j in plan.shard_chunks),
         columns=list(COLUMNS), workers=workers, resumes=[])
 
 
-def _read_config(path) -> dict:
+#: config.json larger than this is not one dln wrote (a grid of 10⁷ runs needs a few MB).
+MAX_CONFIG_BYTES = 64 * 2**20
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _read_config(path, name: str = "out", where: str = W) -> dict:
+    """Read and validate config.json (types, ranges and sizes of every entry dln uses) before use.
+
+    Raises
+    ------
+    DLNError
+        Naming the file and the first bad entry: not readable, not JSON, not a dln sweep's, or damaged.
+    """
+    def bad(why):
+        return fail(name, where, f"a folder whose config.json is the one dln sweep wrote ({FORMAT})", f"{path}: {why}")
+
     try:
+        size = os.path.getsize(path)
+        if size > MAX_CONFIG_BYTES:
+            raise bad(f"{size} bytes, more than the {MAX_CONFIG_BYTES} of any dln config.json")
         with open(path, encoding="utf-8") as fh:
-            cfg = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise fail("out", W, "a folder with a readable config.json", f"{path} ({exc})") from None
+            cfg = json.load(fh, object_pairs_hook=_unique_keys)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, DLNError):
+            raise
+        what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise fail(name, where, "a folder with a readable config.json", f"{path} ({what})") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or "fingerprint" not in cfg:
-        raise fail("out", W, f"a folder written by dln sweep ({FORMAT})", path)
+        raise fail(name, where, f"a folder written by dln sweep ({FORMAT})", path)
+
+    def integer(key, lo, hi, optional=False):
+        v = cfg.get(key)
+        if v is None and optional:
+            return
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise bad(f"{key} is {_short(v)} (an integer from {lo} to {hi:,} expected)")
+
+    def kind(key, types, what, optional=True):
+        v = cfg.get(key)
+        if (v is None and optional) or isinstance(v, types):
+            return
+        raise bad(f"{key} is {_short(v)} ({what} expected)")
+
+    if not isinstance(cfg["fingerprint"], str) or not _SHA256.match(cfg["fingerprint"]):
+        raise bad(f"fingerprint is {_short(cfg['fingerprint'])} (64 hexadecimal digits expected)")
+    integer("n_runs", 1, MAX_RUNS)
+    integer("n_chunks", 1, cfg["n_runs"])
+    integer("shard_runs", 0, cfg["n_runs"])
+    integer("workers", 1, 2**31, optional=True)
+    if cfg.get("shard") is not None:
+        try:
+            i, n = _parse_shard(cfg["shard"]) if isinstance(cfg["shard"], str) else (None, None)
+        except DLNError:
+            i = n = None
+        if n is None:
+            raise bad(f"shard is {_short(cfg['shard'])} (I/N with 1 <= I <= N expected)")
+    for key, what in (("command", "a string"), ("created", "a string")):
+        kind(key, str, what)
+    kind("resumes", list, "a list", optional=False)
+    kind("merged_from", list, "a list")
+    kind("grid", list, "a list of sub-grids", optional=False)
+    if not all(isinstance(g, dict) for g in cfg["grid"]):
+        raise bad("grid is not a list of objects")
+    kind("settings", dict, "an object", optional=False)
+    if cfg.get("columns") != list(COLUMNS):
+        raise bad("columns differ from this version's results.csv columns")
+    data = cfg.get("data_sha256", {})
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and _SHA256.match(v)
+                                            for k, v in data.items()):
+        raise bad("data_sha256 is not an object mapping data names to sha256 digests")
     return cfg
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

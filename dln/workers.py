@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import sys
@@ -18,7 +19,8 @@ import time as _time
 
 import numpy as np
 
-from .grid import HYPER, Plan
+from .errors import fail
+from .grid import HYPER, Plan, _sha256_file
 from .problem import Problem, load_problem, make_problem
 from .sweep_io import METRIC_COLUMNS
 
@@ -90,7 +92,11 @@ def _problem(spec, data_seed) -> Problem:
             ss = np.random.SeedSequence(root, spawn_key=(0, cell, seed))
             P = make_problem(n=n, d=d, k=k, noise=noise, design=design, seed=ss)
         elif kind == "file":
-            P = load_problem(spec[1])
+            _, path, sha = spec
+            P = load_problem(path)
+            if _sha256_file(path) != sha:  # rewritten since the plan was made: its rows would lie
+                raise fail("data", "sweep", "a file that does not change while the sweep runs",
+                           f"{path} (its sha256 is no longer the one the sweep started with)")
         else:
             P = _OBJECTS[spec[1]]
         if len(_PROBLEMS) >= 8:
@@ -100,7 +106,9 @@ def _problem(spec, data_seed) -> Problem:
 
 
 def run_task(task: dict, record: bool = False) -> dict:
-    """Run one chunk and return the metric columns of each run and the chunk's wall time.
+    """Run one chunk and return the metric columns of each run and the chunk's wall time; with
+    ``record``, also the arrays of the chunk's trajectory file (``dln.trajectory``, recorded by its
+    rule; the parent adds the runs' ids and writes the file).
 
     Flow chunks go through ``dln.integrate.flow`` as one heterogeneous batch (a
     ``dln.methods.Stack`` of one direction per (method, variant) segment of the chunk); discrete
@@ -110,61 +118,72 @@ def run_task(task: dict, record: bool = False) -> dict:
     from .integrate import iterate
     from .methods import make
     from .model import initial_state
-    from .simulate import records, run_batch
+    from .simulate import MAX_STEPS, records, run_batch
+    from .trajectory import record_runs, trajectory_arrays
 
     P = _problem(task["problem"], task["data_seed"])
     t0 = _time.perf_counter()
     B = len(task["runs"])
     alpha = np.asarray(task["alpha"], dtype=np.float64)
-    hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=object)) for h in HYPER}
+    max_steps = task["max_steps"]
     if task["time"] == "flow":
-        result, order = _run_flow(task, P, alpha, hp, record)
+        hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=object)) for h in HYPER}
+
+        def run(rec=False):
+            return _run_flow(task, P, alpha, hp, bool(rec))
+    else:
+        hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
+        if task["seeds"] is None:
+            kw = dict(lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
+                      batch_size=task["batch_size"], label_noise=task["label_noise"])
+
+            def run(rec=False):
+                return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
+                                 D=task["depth"], rtol=task["rtol"], max_steps=max_steps, record=rec, **hp, **kw)
+        else:
+            direction = make(task["method"], P, variant=task["variant"], D=task["depth"],
+                             **{h: v for h, v in hp.items() if v is not None})
+
+            def run(rec=False):
+                state = initial_state(P.d, B, alpha=alpha, where=task["method"])
+                seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
+                res = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64),
+                              batch_size=task["batch_size"], label_noise=task["label_noise"] or 0.0, seeds=seeds,
+                              max_steps=MAX_STEPS["discrete"] if max_steps is None else max_steps,
+                              record_every=int(rec) if rec else 0)
+                res.info["alpha"] = alpha
+                return res
+    if record:
+        cap = max_steps if max_steps is not None else MAX_STEPS[task["time"]]
+        result = record_runs(run, time=task["time"], max_steps=cap)
+    else:
+        result = run()
+    if task["time"] == "flow":
+        # the stack's rows are the segments in order; records and files are in the chunk's order
+        order = result.info.pop("segments")
         recs = [None] * B
         for part, positions in zip(result.split(), order):
             for pos, rec in zip(positions, records(part, predict=True)):
                 recs[pos] = rec
+        inv = np.empty(B, dtype=np.int64)
+        inv[np.concatenate(order)] = np.arange(B)
+        result = result.take(inv)
     else:
-        hp = {h: (None if v is None else v.astype(np.float64)) for h, v in hp.items()}
-        if task["seeds"] is None:
-            kw = dict(lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
-                      batch_size=task["batch_size"], label_noise=task["label_noise"])
-            result = run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
-                               D=task["depth"], rtol=task["rtol"], max_steps=task["max_steps"], record=record,
-                               **hp, **kw)
-        else:
-            direction = make(task["method"], P, variant=task["variant"], D=task["depth"],
-                             **{h: v for h, v in hp.items() if v is not None})
-            state = initial_state(P.d, B, alpha=alpha, where=task["method"])
-            seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
-            result = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64), batch_size=task["batch_size"],
-                             label_noise=task["label_noise"] or 0.0, seeds=seeds,
-                             max_steps=1_000_000 if task["max_steps"] is None else task["max_steps"],
-                             record_every=1 if record else 0)
-            result.info["alpha"] = alpha
-        order = [np.arange(B)]
         recs = records(result, predict=True)
     wall = _time.perf_counter() - t0
     out = dict(chunk=task["chunk"], metrics=[{c: r[c] for c in METRIC_COLUMNS} for r in recs], wall=wall)
     if record:
-        perm = np.concatenate(order)  # row k of the result is run perm[k] of the chunk
-        inv = np.empty_like(perm)
-        inv[perm] = np.arange(perm.size)
-        arrays = dict(run=np.asarray(task["runs"]), beta=result.beta[inv], alpha_eff=result.alpha_eff[inv],
-                      log_c=result.log_c[inv], status=np.asarray(result.status, dtype=str)[inv])
-        tr = result.trajectory
-        if tr is not None:
-            arrays.update(traj_t=tr.t[:, inv], traj_beta=tr.beta[:, inv], traj_loss=tr.loss[:, inv],
-                          traj_log_c=tr.log_c[:, inv])
-        out["arrays"] = arrays
+        out["arrays"] = trajectory_arrays(result, runs=recs)
     return out
 
 
 def _run_flow(task, P, alpha, hp, record):
-    """One ``flow`` over the chunk's (method, variant) segments stacked in order; returns the result
-    and, per segment, the positions of its runs in the chunk."""
+    """One ``flow`` over the chunk's (method, variant) segments stacked in order; the result's
+    ``info["segments"]`` holds, per segment, the positions of its runs in the chunk."""
     from .integrate import flow
     from .methods import PARAMS, make, stack
     from .model import initial_state
+    from .simulate import MAX_STEPS
 
     members, order = [], []
     for method, variant, positions in task["segments"]:
@@ -177,9 +196,10 @@ def _run_flow(task, P, alpha, hp, record):
     B = perm.size
     state = initial_state(P.d, B, alpha=np.repeat(alpha[perm][:, None], P.d, axis=1))
     result = flow(direction, state, rtol=task["rtol"], loss_tol=1e-24,
-                  max_steps=20_000 if task["max_steps"] is None else task["max_steps"], record=record)
+                  max_steps=MAX_STEPS["flow"] if task["max_steps"] is None else task["max_steps"], record=record)
     result.info["alpha"] = alpha[perm]
-    return result, order
+    result.info["segments"] = order
+    return result
 
 
 def _default_workers() -> int:
@@ -193,18 +213,22 @@ def _mp_context():
     """The start method of the worker processes.
 
     - "fork" on Linux when this process runs a single thread and threadpoolctl can pin the
-      workers' BLAS to one thread: fastest to start, and no re-import of the caller's script
-      (a script calling ``dln.sweep`` needs no ``if __name__ == "__main__"`` guard);
+      workers' BLAS to one thread: fastest to start;
     - otherwise a fork server (a fresh single-threaded process that imported dln once; safe in
-      threaded parents such as notebooks), started with one BLAS thread in its environment;
+      threaded parents such as notebooks, or a script with a thread alive), started with one BLAS
+      thread in its environment;
     - "spawn" where neither exists.
+
+    With either of the last two the workers do not import the caller's ``__main__`` (they need only
+    dln: :class:`_NoMainContext`), so a script calling ``dln.sweep`` needs no
+    ``if __name__ == "__main__"`` guard whatever its threads.
     """
     methods = multiprocessing.get_all_start_methods()
     if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1 \
             and _have_threadpoolctl():
         return multiprocessing.get_context("fork")
     if "forkserver" not in methods:  # pragma: no cover - not POSIX
-        return multiprocessing.get_context("spawn")
+        return _NoMainContext(multiprocessing.get_context("spawn"))
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["dln.sweep", "dln.simulate"])
     from multiprocessing import forkserver
@@ -219,7 +243,60 @@ def _mp_context():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return ctx
+    return _NoMainContext(ctx)
+
+
+_SPAWNING = threading.Lock()
+
+
+def _without_main(get_preparation_data):
+    """multiprocessing's preparation data minus the instruction to import the parent's ``__main__``:
+    a worker runs dln's functions only, and re-running a script without a ``__main__`` guard in
+    each worker would start its sweep again there (and fail every batch)."""
+    def prepare(name):
+        data = get_preparation_data(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+    return prepare
+
+
+def _launch_without_main(base, process_obj):
+    from multiprocessing import spawn
+
+    # the start-up reads spawn.get_preparation_data while it launches the process (one at a time,
+    # under a lock); the original is restored at once
+    with _SPAWNING:
+        original = spawn.get_preparation_data
+        spawn.get_preparation_data = _without_main(original)
+        try:
+            return base._Popen(process_obj)
+        finally:
+            spawn.get_preparation_data = original
+
+
+if hasattr(multiprocessing.context, "ForkServerProcess"):  # POSIX
+    class _NoMainForkServerProcess(multiprocessing.context.ForkServerProcess):
+        @staticmethod
+        def _Popen(process_obj):
+            return _launch_without_main(multiprocessing.context.ForkServerProcess, process_obj)
+
+
+class _NoMainSpawnProcess(multiprocessing.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        return _launch_without_main(multiprocessing.context.SpawnProcess, process_obj)
+
+
+class _NoMainContext:
+    """A forkserver or spawn context whose processes do not import the parent's ``__main__``."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self.Process = _NoMainForkServerProcess if ctx.get_start_method() == "forkserver" else _NoMainSpawnProcess
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
 
 
 def _have_threadpoolctl() -> bool:

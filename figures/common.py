@@ -24,6 +24,7 @@ import numpy as np
 
 from . import style  # noqa: F401  (Agg backend before pyplot)
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter  # noqa: E402
 
 from dln.problem import make_problem  # noqa: E402
 from dln.simulate import records as _records, run_batch  # noqa: E402
@@ -168,8 +169,10 @@ class Canvas:
         for xi, yi, l, h in zip(x, y, lo, hi):
             self.rows.append(dict(figure=self.name, panel=panel, series=series, x=xi, y=yi, lo=l, hi=h))
 
-    def line(self, ax, panel, series, x, y, lo=None, hi=None, *, floor=None, band_alpha=0.18, **kw):
-        """Line (with markers from ``kw``) and an optional shaded band [lo, hi].
+    def line(self, ax, panel, series, x, y, lo=None, hi=None, *, floor=None, band_alpha=0.18, band_edges=False,
+             **kw):
+        """Line (with markers from ``kw``) and an optional shaded band [lo, hi] (``band_edges``: with
+        its two edges drawn as thin lines in the line's colour and style, for overlapping bands).
 
         Non-finite points are left out (not drawn, not written).  ``floor`` clips values from
         below, for log axes (the clipped values are the ones written).
@@ -193,6 +196,9 @@ class Canvas:
         (ln,) = ax.plot(x, y, **kw)
         if lo is not None and band_alpha:
             ax.fill_between(x, lo, hi, color=ln.get_color(), alpha=band_alpha, lw=0)
+        if lo is not None and band_edges:
+            for edge in (lo, hi):
+                ax.plot(x, edge, color=ln.get_color(), ls=ln.get_linestyle(), lw=0.6, alpha=0.7)
         self._add(panel, series, x, y, lo, hi)
         return ln
 
@@ -238,14 +244,56 @@ class Canvas:
                   None if lo is None else lo[ok], None if hi is None else hi[ok])
         return art
 
+    def legend_axes(self, axes):
+        """Replace the axes ``axes`` (one row of the grid) by one axes across the row, blank (for a
+        legend; ``ax.axis("on")`` for a wide panel)."""
+        gs = axes[0].get_subplotspec()
+        for ax in axes:
+            ax.remove()
+        ax = self.fig.add_subplot(gs.get_gridspec()[gs.rowspan.start, :])
+        ax.axis("off")
+        return ax
+
+    def annotate(self, ax, panel, series, x, y, value, text, **kw):
+        """Text ``text`` at (x, y) (e.g. a count beside a marker); the CSV row holds (x, value)."""
+        ax.annotate(text, (x, y), **kw)
+        self._add(panel, series, [x], [value])
+
     def note(self, text: str):
-        """A footnote under the axes (settings, what was done), wrapped to the figure width."""
-        text = textwrap.fill(text, width=int(self.fig.get_figwidth() * 17.5))
+        """A footnote under the axes (settings, what was done), wrapped to the figure width.
+
+        NOTE_FONTSIZE points at the saved size, so also legible in the gallery PNGs.
+        """
+        fs = NOTE_FONTSIZE
+        width_pt = 72.0 * self.fig.get_figwidth() - 14.0  # a margin of 7 pt on either side
+        text = textwrap.fill(text, width=int(width_pt / (NOTE_CHAR_EM * fs)))
         lines = text.count("\n") + 1
-        h = (0.03 + 0.11 * lines) / self.fig.get_figheight()
+        h = (6.0 + lines * fs * NOTE_LINESPACING) / (72.0 * self.fig.get_figheight())
         self.fig.get_layout_engine().set(rect=(0, h, 1, 1 - h))
-        self.fig.text(0.01, 0.006, text, fontsize=7, color="#444444", ha="left", va="bottom",
-                      linespacing=1.3)
+        self.fig.dln_note = self.fig.text(7.0 / (72.0 * self.fig.get_figwidth()), 0.004, text, fontsize=fs,
+                                          color="#333333", ha="left", va="bottom", linespacing=NOTE_LINESPACING)
+
+
+#: Footnote font size (points) and line spacing; NOTE_CHAR_EM is a generous mean character width
+#: of the default font (DejaVu Sans: about 0.55 em for this prose), used to wrap the footnote.
+NOTE_FONTSIZE = 8.0
+NOTE_LINESPACING = 1.3
+NOTE_CHAR_EM = 0.6
+
+
+def log_ticks(ax, subs=(1.0, 2.0, 3.0, 5.0)):
+    """Labelled ticks at subs × 10^k on the (log) y axis of ``ax``, with limits widened to the ticks
+    just outside the data, so that a narrow range (less than a decade) still shows several labels."""
+    lo, hi = ax.dataLim.intervaly
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
+        return
+    grid = np.array([s * 10.0 ** k for k in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+                     for s in subs])
+    ax.set_ylim(grid[grid <= lo].max() / 1.03, grid[grid >= hi].min() * 1.03)
+    ax.yaxis.set_major_locator(LogLocator(subs=subs))
+    every = (np.inf, np.inf)  # label every tick of the locator, whatever the number of decades
+    ax.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=every))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _cell(v):
@@ -266,13 +314,14 @@ def write_csv(rows, path) -> None:
             w.writerow([_cell(r.get(c)) for c in CSV_COLUMNS])
 
 
-GALLERY_DPI = 80
+#: Resolution of the README gallery PNGs (the figures are 9.5–10 in wide: about 1000 px).
+GALLERY_DPI = 110
 
 
 def save(fig, out, dpi: int = 100, name: str | None = None, gallery: str | None = None,
          formats=("png", "pdf", "csv")) -> list[str]:
     """Write NAME.png (at ``dpi``), NAME.pdf and NAME.csv (the plotted numbers) into ``out``;
-    with ``gallery``, also a small PNG (GALLERY_DPI) for the README into that folder."""
+    with ``gallery``, also a PNG at GALLERY_DPI for the README into that folder."""
     name = name or fig.dln_name
     os.makedirs(out, exist_ok=True)
     paths = [os.path.join(out, f"{name}.{ext}") for ext in formats]

@@ -21,7 +21,7 @@ from analysis.effective import gd_continuous_log_c
 from analysis.predict import mirror_argmin
 
 from . import common as C
-from .style import NEUTRAL, color
+from .style import NEUTRAL, VARIANT_STYLE, color
 
 NAME = "fig5_theory_vs_sim"
 TITLE = "Theory against simulation: β∞ = argmin Q with the effective α"
@@ -111,6 +111,7 @@ def plot(recs):
     ax_s, ax_n = cv.axes[0]
     ax_b = cv.fig.add_subplot(gs[1, :])
     seed0 = seeds[0]
+    variant = {mm[0]: mm[2] for mm in mechanisms(m["quick"])}
     lo_all, hi_all = np.inf, 0.0
     for key, text, ck in m["mechanisms"]:
         r = C.select(recs, kind="run", key=key, seed=seed0)
@@ -120,10 +121,15 @@ def plot(recs):
         b, bm, bn = (np.maximum(np.abs(np.asarray(r[k])), FLOOR) for k in ("beta", "beta_measured", "beta_naive"))
         lo_all = min(lo_all, b.min(), bm.min(), bn.min())
         hi_all = max(hi_all, b.max(), bm.max(), bn.max())
-        cv.scatter(ax_s, f"a: |simulated| vs |measured-alpha prediction| (seed {seed0})", text, bm, b, s=9,
-                   color=color(ck), label=text, alpha=0.8)
-        cv.scatter(ax_n, f"b: |simulated| vs |naive prediction| (seed {seed0})", text, bn, b, s=9,
-                   color=color(ck), alpha=0.8)
+        # colour = method; full batch: filled marker, per-sample: open square (style.VARIANT_STYLE)
+        v = variant.get(key) if ck in ("gr", "fgr", "bgr", "cgr", "usam") else None
+        marker = VARIANT_STYLE[v]["marker"]
+        fill = dict(facecolor="none", edgecolor=color(ck), lw=0.9, s=14) if v == "per-sample" else \
+            dict(color=color(ck), lw=0, s=10)
+        cv.scatter(ax_s, f"a: |simulated| vs |measured-alpha prediction| (seed {seed0})", text, bm, b,
+                   marker=marker, label=text, alpha=0.85, **fill)
+        cv.scatter(ax_n, f"b: |simulated| vs |naive prediction| (seed {seed0})", text, bn, b,
+                   marker=marker, alpha=0.85, **fill)
     lims = (lo_all / 3, hi_all * 3) if np.isfinite(lo_all) else (1e-6, 1.0)
     for ax in (ax_s, ax_n):
         ax.plot(lims, lims, color="#555555", lw=0.8, ls="--", zorder=0)
@@ -137,7 +143,8 @@ def plot(recs):
     ax_n.set_xlabel(r"naive prediction $|\mathrm{argmin}\, Q_\alpha|_i$ (nominal $\alpha$)")
     ax_s.set_title(f"(a) exact: every coordinate on the diagonal (seed {seed0})")
     ax_n.set_title("(b) naive α: small coordinates off the diagonal")
-    ax_s.legend(loc="upper left", fontsize=6.5, ncol=2, markerscale=1.5)
+    ax_s.legend(loc="upper left", fontsize=7, ncol=2, markerscale=1.6, title="filled: full batch, open: per-sample",
+                title_fontsize=7)
     # (c) bars of relative errors
     keys = [mm[0] for mm in m["mechanisms"]]
     texts = [mm[1] for mm in m["mechanisms"]]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
 
 from . import common as C
 from .style import color
@@ -118,31 +119,44 @@ def thin(values, most: int = 600):
     return a[idx]
 
 
+#: Line style and marker per learning rate (with the colours of eta_colors).
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = "o^sD"
+
+
+def eta_colors(etas) -> dict:
+    """Distinct colours for the learning rates: light to dark through the flooding hue (style.py)."""
+    cmap = LinearSegmentedColormap.from_list("flood", ["#7fe0ea", color("flood"), "#0a4a52"])
+    return {eta: cmap(t) for eta, t in zip(etas, np.linspace(0.0, 1.0, len(etas)))}
+
+
 def plot(recs):
     m = C.meta(recs)
     seeds = tuple(m["seeds"])
     eta_list = m["etas"]
-    cv = C.Canvas(NAME, 2, 2, figsize=(10.0, 7.6), title=TITLE)
+    cv = C.Canvas(NAME, 2, 2, figsize=(10.0, 7.8), title=TITLE)
     (ax_l, ax_e), (ax_g, ax_s) = cv.axes
-    base = color("flood")
-    shades = dict(zip(eta_list, np.linspace(0.35, 1.0, len(eta_list))))
-    markers = dict(zip(eta_list, "o^sD"))
+    colours = eta_colors(eta_list)
+    styles = dict(zip(eta_list, LINESTYLES))
+    markers = dict(zip(eta_list, MARKERS))
     seed0 = seeds[0]
     for r in C.select(recs, kind="run", seed=seed0):
         eta = r["eta"]
-        kw = dict(color=base, alpha=shades[eta])
+        kw = dict(color=colours[eta], ls=styles[eta])
         t, loss = thin(r["t"]), thin(r["loss"])
-        cv.line(ax_l, "a: training loss", f"flooding eta={eta:g}", t, loss, lw=1.0,
+        cv.line(ax_l, "a: training loss", f"flooding eta={eta:g}", t, loss, lw=1.5,
                 label=f"flooding, η = {eta:g}", **kw)
         cv.line(ax_e, "b: two-step displacement relative error", f"eta={eta:g}", thin(r["pair_t"]),
-                thin(r["pair_err"]), lw=1.0, label=f"η = {eta:g}", **kw)
+                thin(r["pair_err"]), lw=1.5, label=f"η = {eta:g}", **kw)
         gm, gp = np.asarray(r["gain_meas"]), np.asarray(r["gain_fgr"])
         sup = np.asarray(r["support"])
-        cv.scatter(ax_g, "c: flooding-phase gain per coordinate", f"eta={eta:g} support", gp[sup], gm[sup],
-                   s=30, marker=markers[eta], facecolor=color("fgr"), edgecolor="k", lw=0.5, alpha=0.9)
         cv.scatter(ax_g, "c: flooding-phase gain per coordinate", f"eta={eta:g} off support", gp[~sup],
-                   gm[~sup], s=10, marker=markers[eta], color=base, alpha=shades[eta],
+                   gm[~sup], s=10, marker=markers[eta], color=colours[eta], alpha=0.8, lw=0,
                    label=f"η = {eta:g}")
+        cv.scatter(ax_g, "c: flooding-phase gain per coordinate", f"eta={eta:g} support", gp[sup], gm[sup],
+                   s=42, marker=markers[eta], facecolor=colours[eta], edgecolor="k", lw=0.9, zorder=3)
+    ax_g.scatter([], [], s=42, marker="o", facecolor="white", edgecolor="k", lw=0.9,
+                 label=r"on the support of $\beta^*$ (large, black edge)")
     ax_l.axhline(m["level"], color="#555555", lw=0.8, ls="--", label=f"flood level b = {m['level']:g}")
     ax_l.set_yscale("log")
     ax_l.set_xlabel(r"time $t = \eta k$")
@@ -150,10 +164,16 @@ def plot(recs):
     ax_l.set_title("(a) descent to the level, then ascent/descent alternation")
     ax_l.legend(loc="upper right")
     ax_e.set_yscale("log")
+    C.log_ticks(ax_e)
     ax_e.set_xlabel(r"time $t = \eta k$ of the first step of the pair")
     ax_e.set_ylabel(r"$\|w_{k+2} - w_k + \eta^2 H\nabla L(w_k)\| \,/\, \|\eta^2 H\nabla L(w_k)\|$")
     ax_e.set_title(r"(b) two steps = one F-GR step: $w_{k+2}-w_k \approx -\eta^2 H\nabla L$")
-    ax_e.legend(loc="upper right")
+    # the curves are nearly flat: the legend goes into the widest vertical gap between them
+    y0, y1 = np.log(ax_e.get_ylim())
+    levels = sorted([0.0, 1.0] + [(np.log(np.median(r["pair_err"])) - y0) / (y1 - y0)
+                                  for r in C.select(recs, kind="run", seed=seed0) if r["pair_err"]])
+    gap = int(np.argmax(np.diff(levels)))
+    ax_e.legend(loc="center right", bbox_to_anchor=(1.0, 0.5 * (levels[gap] + levels[gap + 1])))
     lo = min((min(x for x in np.asarray(r["gain_fgr"]) if x > 0) for r in C.select(recs, kind="run", seed=seed0)
               if "gain_fgr" in r), default=1e-6)
     hi = max((max(max(r["gain_fgr"]), max(r["gain_meas"])) for r in C.select(recs, kind="run", seed=seed0)

@@ -59,34 +59,45 @@ def compute(quick: bool = False) -> list[dict]:
     return out
 
 
+def _name(method: str, variant: str | None) -> str:
+    """Legend name as the command line spells the run (``--method M --variant V``)."""
+    if method == "fgr":
+        return f"fgr, {variant} (F-GR, γ = ε = ρ)"
+    return label(method, variant) if method != "gf" else "gf"
+
+
 def plot(recs):
     m = C.meta(recs)
     seeds = tuple(m["seeds"])
-    cv = C.Canvas(NAME, 1, 2, figsize=(10.0, 4.6), title=TITLE)
+    n_seeds = len(seeds)
+    cv = C.Canvas(NAME, 2, 2, figsize=(10.0, 5.4), title=TITLE, gridspec_kw=dict(height_ratios=[1.0, 0.16]))
     ax_g, ax_e = cv.axes[0]
+    ax_k = cv.legend_axes(cv.axes[1])
     _, gf = C.table(recs, "test_error", "rho", seeds, kind="run", key="gf")
     mv, lv, hv = C.mean_band(gf[:, 0])
-    cv.hline(ax_e, "b: test error", "GF", max(float(mv), ERR_FLOOR), color=color("gf"), label=label("gf"))
+    cv.hline(ax_e, "b: test error", "gf", max(float(mv), ERR_FLOOR), color=color("gf"), label=_name("gf", None))
     for v in VARIANTS:
         ls = "-" if v == "full" else "--"
+        counted = {}  # (panel, rho) -> seed count already written beside a SAM point
         for key, meth, kw in (("usam", "usam", dict(marker="o" if v == "full" else "s", ls=ls)),
                               ("sam", "sam", dict(marker="v" if v == "full" else "^", ls=ls)),
                               ("fgr", "fgr", dict(marker="x", ls="none", ms=7, mew=1.5))):
-            name = label(meth, v) if meth != "fgr" else f"F-GR γ = ε = ρ ({'full batch' if v == 'full' else 'per-sample'})"
+            name = _name(meth, v)
             for ax, field, panel, floor in ((ax_g, "gain_mean", "a: mean gain", GAIN_FLOOR),
                                             (ax_e, "test_error", "b: test error", ERR_FLOOR)):
                 xs, T = C.table(recs, field, "rho", seeds, kind="run", key=f"{key}-{v}")
                 mean, lo, hi = C.mean_band(T)
                 cv.line(ax, panel, name, xs, mean, None if meth == "fgr" else lo, None if meth == "fgr" else hi,
                         floor=floor, color=color(meth), label=name, **kw)
-    failed = [r for r in C.select(recs, kind="run") if r["method"] != "sam" and r["status"] != "converged"]
-    fails = {}
-    for r in failed:
-        fails.setdefault((r["key"], r["rho"]), []).append(r["seed"])
-    names = {"usam-full": "n-SAM", "usam-per-sample": "1-SAM", "fgr-full": "F-GR (full batch)",
-             "fgr-per-sample": "F-GR (per-sample)", "gf": "GF"}
-    fail_text = "; ".join(f"{names.get(k, k)} at ρ = {rho:g}: {len(v)} of {len(seeds)} seeds"
-                          for (k, rho), v in sorted(fails.items()))
+                # the seeds behind each point, where fewer than all converged (the rest are left out)
+                n_ok = np.isfinite(T).sum(axis=0)
+                for x, y, k in zip(xs, np.maximum(mean, floor), n_ok):
+                    if 0 < k < n_seeds and counted.get((panel, x)) != k:
+                        counted[panel, x] = k
+                        cv.annotate(ax, panel, f"{name}: seeds behind the point", x, y, k,
+                                    f"{k}/{n_seeds}", color=color(meth), fontsize=8, fontweight="bold",
+                                    xytext=(-6, 4 if meth == "fgr" else -12), textcoords="offset points",
+                                    ha="right")
     for ax in (ax_g, ax_e):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -95,15 +106,17 @@ def plot(recs):
     ax_g.set_title("(a) effective initialisation: 1-SAM shrinks α far more")
     ax_e.set_ylabel(r"test error $\|\beta - \beta^*\|_2^2$")
     ax_e.set_title("(b) test error: 1-SAM helps, n-SAM does not")
-    ax_g.plot([], [], color=color("gf"), label=label("gf") + " (test error only)")
-    ax_g.legend(loc="upper left", fontsize=6.8)
-    cv.note(f"α = {m['alpha']}. n-SAM / 1-SAM (un-normalised) and F-GR with γ = ε = ρ: flows to convergence "
-            f"(the ✕ markers lie on the SAM curves: the same dynamics). Normalised SAM: discrete time, "
-            f"η = {m['lr_sam']}, stopped after {m['sam_steps']} steps (it never interpolates; its ρ/‖∇L‖ grows "
-            f"without bound). "
-            + (f"Flows that did not converge (u⊙v collapses towards 0 and the integrator stops them as diverged) are left out: "
-               f"{fail_text}. " if fails else "")
-            + f"Mean and range over the seeds; errors < {ERR_FLOOR:g} and gains < "
+    handles, labels = ax_g.get_legend_handles_labels()
+    gf_line = ax_e.get_legend_handles_labels()[0][0]
+    ax_k.legend(handles + [gf_line], labels + [_name("gf", None)], loc="center", ncol=3,
+                fontsize=8, title=f"mean and range over {n_seeds} seeds per point; k/{n_seeds} beside a point: "
+                f"only k seeds converged", title_fontsize=8)
+    cv.note(f"α = {m['alpha']}. usam (un-normalised SAM; full: n-SAM, per-sample: 1-SAM) and fgr with γ = ε = ρ: "
+            f"flows to convergence (the ✕ markers lie on the usam curves: the same dynamics). sam (normalised "
+            f"SAM): discrete time, η = {m['lr_sam']}, stopped after {m['sam_steps']} steps (it never "
+            f"interpolates; its ρ/‖∇L‖ grows without bound). Flows that did not converge (u⊙v collapses "
+            f"towards 0 and the integrator stops them as diverged) are left out of the mean and range: the "
+            f"label k/{n_seeds} beside a point counts the seeds behind it. Errors < {ERR_FLOOR:g} and gains < "
             f"{GAIN_FLOOR:g} drawn at the floor; n = {m['n']}, d = {m['d']}, k = {m['k']}, Gaussian X, noiseless.")
     return cv.fig
 

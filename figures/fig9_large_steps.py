@@ -89,8 +89,11 @@ def compute(quick: bool = False) -> list[dict]:
 def plot(recs):
     m = C.meta(recs)
     seeds = tuple(m["seeds"])
-    cv = C.Canvas(NAME, 1, 3, figsize=(13.0, 4.4), title=TITLE, gridspec_kw=dict(width_ratios=[1.35, 1.0, 1.0]))
-    ax_e, ax_q, ax_x = cv.axes[0]
+    cv = C.Canvas(NAME, 3, 2, figsize=(10.0, 9.0), title=TITLE, gridspec_kw=dict(height_ratios=[1.0, 0.2, 1.0]))
+    ax_e = cv.legend_axes(cv.axes[0])  # (a) across the top row ...
+    ax_e.axis("on")
+    ax_k = cv.legend_axes(cv.axes[1])  # ... its legend in the row below
+    ax_q, ax_x = cv.axes[2]
     # (a) test error against η, up to the first divergence
     _, gf = C.table(recs, "test_error", "eta", seeds, kind="run", key="gf")
     mv, lv, hv = C.mean_band(gf[:, 0])
@@ -130,8 +133,8 @@ def plot(recs):
     ax_e.set_xlabel(r"learning rate $\eta$")
     ax_e.set_ylabel(r"test error $\|\beta_\infty - \beta^*\|_2^2$")
     ax_e.set_title("(a) large steps hurt GD and help SGD")
-    ax_e.set_ylim(top=ax_e.get_ylim()[1] * 4)
-    ax_e.legend(loc="upper left", fontsize=6.5)
+    ax_e.set_ylim(top=ax_e.get_ylim()[1] * 1.5)
+    ax_k.legend(*ax_e.get_legend_handles_labels(), loc="center", ncol=3, fontsize=8)
     # (b) q_E(x) with the observed per-step |x| of large-step GD
     xx = np.linspace(0.0, 2.0, 401)
     xx = xx[np.abs(np.abs(xx) - 1.0) > 1e-3]
@@ -156,8 +159,8 @@ def plot(recs):
     ax_q.set_ylim(-2.0, 3.0)
     ax_q.set_xlabel(r"$|x| = |2\eta g_i|$ of one step and coordinate")
     ax_q.set_ylabel(r"$q_E(x)$ = twice the gain of the step")
-    ax_q.set_title(f"(b) per-step gain q_E (GD, seed {seed0})")
-    ax_q.legend(loc="lower left", fontsize=6.5)
+    ax_q.set_title(f"(b) per-step gain $q_E$ (GD, seed {seed0})")
+    ax_q.legend(loc="lower left", fontsize=7)
     # (c) largest |x| over the run against η
     xs, T = C.table(recs, "max_x", "eta", seeds, kind="eos")
     mean, lo, hi = C.mean_band(T)
@@ -170,7 +173,7 @@ def plot(recs):
     ax_x.set_xlabel(r"learning rate $\eta$ (converged GD runs)")
     ax_x.set_ylabel("largest |x| over the run")
     ax_x.set_title("(c) edge of stability: |x| near √2")
-    ax_x.legend(loc="upper left", fontsize=6.5)
+    ax_x.legend(loc="upper left", fontsize=7)
     cv.note(f"α = {m['alpha']}; GD (max {m['gd_max_steps']} steps) and SGD (batch 1, max {m['sgd_max_steps']} steps) "
             f"in discrete time, converged when L ≤ {m['loss_tol']:g}·L(0); GR with γ = η/2 are flows. (a): mean and range over the seeds that converged, drawn "
             f"while at least half of the {len(seeds)} seeds converge (open markers: not all did; dotted line: first "

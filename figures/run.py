@@ -3,11 +3,13 @@
     dln figures --out figures/out            # all nine figures, full size (a few minutes)
     dln figures --out /tmp/figs --quick      # small sizes (well under a minute)
     dln figures --out DIR --only fig3 fig7   # some of them (name, prefix or number)
-    dln figures --out figures/out --gallery docs/gallery   # also the small PNGs of the README
+    dln figures --out figures/out --gallery docs/gallery   # also the PNGs of the README (110 dpi)
 
 Each figure is written as NAME.png, NAME.pdf and NAME.csv (the plotted numbers) in ``--out``.
-With ``--jobs 2`` (the default on a machine with two or more cores) the figures are computed in
-two worker processes.
+With ``--workers 2`` (the default on a machine with two or more cores; ``--jobs`` is the old
+spelling) the figures are computed in two worker processes.  A line per figure is printed as it
+finishes (name, seconds); while figures are computing, the progress shows on stderr (a bar on a
+terminal, else a status line every 10 s); ``--quiet`` prints neither.
 """
 from __future__ import annotations
 
@@ -68,30 +70,59 @@ def _limit_threads():  # pragma: no cover - depends on the BLAS
     threadpool_limits(1)
 
 
-def run(names, *, out: str, quick: bool = False, dpi: int = 100, jobs: int = 1, gallery: str | None = None,
-        log=print) -> list[dict]:
-    """Make the figures ``names`` into ``out``; returns one info dict per figure (in FIGURES order)."""
+def run(names, *, out: str, quick: bool = False, dpi: int = 100, workers: int = 1, gallery: str | None = None,
+        log=print, quiet: bool = False, jobs: int | None = None) -> list[dict]:
+    """Make the figures ``names`` into ``out``; returns one info dict per figure (in FIGURES order).
+
+    ``log(line)`` receives one line per figure as it finishes; unless ``quiet``, the progress
+    (figures done, seconds elapsed and left) shows on stderr (:class:`dln.progress.Progress`).
+    ``jobs`` is the old name of ``workers``."""
+    from dln.progress import Progress
+
     names = resolve(names)
     os.makedirs(out, exist_ok=True)
     infos = {}
-    jobs = max(1, min(int(jobs), len(names)))
-    if jobs == 1:
+    workers = max(1, min(int(workers if jobs is None else jobs), len(names)))
+    progress = Progress("dln figures", len(names), unit="figure", quiet=quiet)
+
+    def finished(info):
+        infos[info["name"]] = info
+        progress.update(1)
+        if log is print:
+            progress.write(_line(info))  # beside a progress bar without breaking it
+        elif log is not None:
+            log(_line(info))
+
+    try:
+        _make(names, quick, out, dpi, gallery, workers, progress, finished)
+    finally:
+        progress.close()
+    return [infos[n] for n in names]
+
+
+def _make(names, quick, out, dpi, gallery, workers, progress, finished):
+    """Compute the figures here (one worker) or in a pool of ``workers`` processes, longest first,
+    calling ``finished(info)`` as each one finishes."""
+    if workers == 1:
+        progress.start()
         for name in names:
-            infos[name] = _one(name, quick, out, dpi, gallery)
-            log(_line(infos[name]))
+            finished(_one(name, quick, out, dpi, gallery))
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
 
         order = sorted(names, key=lambda n: -_COST.get(n, 1))
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_limit_threads) as ex:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_limit_threads) as ex:
             futs = {ex.submit(_one, name, quick, out, dpi, gallery): name for name in order}
-            for fut in cf.as_completed(futs):
-                info = fut.result()
-                infos[info["name"]] = info
-                log(_line(info))
-    return [infos[n] for n in names]
+            progress.start()  # after the fork: a tqdm bar may start a monitor thread
+            pending = set(futs)
+            while pending:  # wake up every second so that the status line keeps its pace
+                done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    finished(fut.result())
+                if not done:
+                    progress.update(0)
 
 
 def _line(info: dict) -> str:
@@ -103,21 +134,29 @@ def cmd_figures(args) -> int:
     t0 = time.perf_counter()
     names = resolve(args.only)
     mode = "quick" if args.quick else "full"
-    jobs = max(1, min(args.jobs, len(names)))
-    print(f"dln figures: {len(names)} figure(s), {mode} size, {jobs} worker(s) -> {args.out}", flush=True)
-    infos = run(names, out=args.out, quick=args.quick, dpi=args.dpi, jobs=jobs, gallery=args.gallery,
-                log=lambda s: print(s, flush=True))
+    workers = max(1, min(args.workers, len(names)))
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    say(f"dln figures: {len(names)} figure(s), {mode} size, {workers} worker(s) -> {args.out}")
+    infos = run(names, out=args.out, quick=args.quick, dpi=args.dpi, workers=workers, gallery=args.gallery,
+                log=None if args.quiet else print, quiet=args.quiet)
     cpu = sum(i["compute_cpu"] + i["plot_cpu"] for i in infos)
-    print(f"done in {time.perf_counter() - t0:.1f} s wall ({cpu:.1f} s CPU in the figure workers); "
-          f"PNG, PDF and CSV in {args.out}", flush=True)
+    say(f"done in {time.perf_counter() - t0:.1f} s wall ({cpu:.1f} s CPU in the figure workers); "
+        f"PNG, PDF and CSV in {args.out}")
     return 0
 
 
 def add_figures_parser(subparsers):
     """Register ``dln figures`` (called by dln.cli)."""
-    p = subparsers.add_parser("figures", help="regenerate the theory figures (PNG, PDF, CSV)",
+    try:
+        from dln.cli import OPTIONAL
+
+        text = OPTIONAL["figures"][1]
+    except ImportError:  # pragma: no cover - figures without dln is not a supported install
+        text = "regenerate the theory figures (PNG, PDF, CSV)"
+    p = subparsers.add_parser("figures", help=text,
                               description="Regenerate every theory figure: NAME.png, NAME.pdf and NAME.csv "
-                                          "(the plotted numbers) per figure in --out.")
+                                          "(the plotted numbers) per figure in --out; one line per figure as "
+                                          "it finishes.")
     p.add_argument("--out", default=os.path.join("figures", "out"), metavar="DIR",
                    help="output folder (default figures/out)")
     p.add_argument("--quick", action="store_true", help="small sizes: all figures in well under a minute")
@@ -125,9 +164,10 @@ def add_figures_parser(subparsers):
                    help="only these figures (name, prefix such as fig3, or number)")
     p.add_argument("--dpi", type=_dpi, default=100, help="PNG resolution (default 100)")
     p.add_argument("--gallery", metavar="DIR", default=None,
-                   help="also write small PNGs (80 dpi) for the README gallery into DIR (e.g. docs/gallery)")
-    p.add_argument("--jobs", type=_jobs, default=min(2, os.cpu_count() or 1),
-                   help="worker processes (default: 2 if the machine has 2 cores or more)")
+                   help="also write PNGs (110 dpi) for the README gallery into DIR (e.g. docs/gallery)")
+    p.add_argument("--workers", "--jobs", dest="workers", metavar="N", type=_workers, default=min(2, os.cpu_count() or 1),
+                   help="worker processes (default: 2 if the machine has 2 cores or more; --jobs is the old name)")
+    p.add_argument("--quiet", action="store_true", help="no progress and no per-figure lines")
     p.set_defaults(func=cmd_figures)
     return p
 
@@ -148,8 +188,8 @@ def _dpi(text):
     return _positive("dpi", text, 10, 1200)
 
 
-def _jobs(text):
-    return _positive("jobs", text, 1, 64)
+def _workers(text):
+    return _positive("workers", text, 1, 64)
 
 
 def main(argv=None) -> int:

@@ -77,15 +77,25 @@ def color(method: str) -> str:
     return METHOD_COLORS[method]
 
 
+#: What the SAM methods are called in the papers, per variant (docs/theory.md §8).
+SAM_ALIASES = {
+    ("usam", "full"): "n-SAM", ("usam", "per-sample"): "1-SAM",
+    ("sam", "full"): "normalised SAM", ("sam", "per-sample"): "normalised 1-SAM",
+}
+
+
 def label(method: str, variant: str | None = None) -> str:
     """Legend label: the method name, with the variant when one is given.
 
-    ``usam`` is n-SAM (full batch) or 1-SAM (per-sample, docs/theory.md §8).
+    The SAM methods are spelled as on the command line, with the papers' name in brackets:
+    ``usam, full (n-SAM)``, ``usam, per-sample (1-SAM)``, ``sam, full (normalised SAM)``
+    (``--method usam|sam --variant full|per-sample``, docs/theory.md §8); without a variant,
+    ``usam (un-normalised SAM)`` / ``sam (normalised SAM)``.
     """
-    if method == "usam":
-        return "1-SAM" if variant == "per-sample" else "n-SAM"
-    if method == "sam":
-        return "1-SAM (normalised)" if variant == "per-sample" else "n-SAM (normalised)"
+    if method in ("usam", "sam"):
+        if variant is None:  # the variant is not known (or not varied): no paper name
+            return f"{method} ({'un-normalised' if method == 'usam' else 'normalised'} SAM)"
+        return f"{method}, {variant} ({SAM_ALIASES[method, variant]})"
     base = METHOD_LABELS[method]
     if variant in ("full", "per-sample"):
         return f"{base} ({'full batch' if variant == 'full' else 'per-sample'})"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from analysis.potentials import bregman, grad_phi, phi
 from analysis.predict import (
+    interpolation_residual,
     label_noise_lasso_weights,
     min_l1,
     min_l2,
@@ -164,12 +165,14 @@ def test_solution_does_not_depend_on_the_scale_of_the_system(sigma, log_c):
 @pytest.mark.parametrize("sigma", [1e-300, 1e-200, 1.0, 1e10, 1e200, 1e300])
 @pytest.mark.parametrize("log_c", [-20.0, 0.0, 300.0])
 def test_infeasible_system_is_never_reported_converged(sigma, log_c):
-    """y ∉ range(X): no interpolator exists, ν diverges and β grows towards e^690; the residual
-    and its scales must not overflow into `inf <= inf` (which once reported 'converged')."""
+    """y ∉ range(X): no interpolator exists (ν would diverge and β grow towards e^690); it is
+    recognised before any Newton step, at every scale of X (never `inf <= inf`, which once
+    reported 'converged'), whatever the Newton iteration would have done."""
     X = sigma * np.array([[10.0, 1.0, -0.25, 2.5], [11.0, 1.1, -0.275, 2.75]])  # rank 1 up to round-off
     y = np.array([-0.4, 0.23])
     res = mirror_argmin(X, y, log_c=log_c)
-    assert res.status in ("failed", "max_iter")
+    assert res.status == "infeasible" and res.iterations == 0
+    assert interpolation_residual(X, y) > 0.1
     assert not res.primal_residual <= 1e-6
     assert np.all(np.isfinite(res.beta))
 
@@ -179,7 +182,7 @@ def test_zero_design():
     res = mirror_argmin(np.zeros((2, 3)), np.zeros(2), c=0.1)
     assert res.status == "converged" and np.all(res.beta == 0.0)
     res = mirror_argmin(np.zeros((2, 3)), np.ones(2), c=0.1)
-    assert res.status == "failed" and res.primal_residual == pytest.approx(1.0)
+    assert res.status == "infeasible" and res.primal_residual == pytest.approx(1.0)
 
 
 def test_per_coordinate_c_and_zero_target():
@@ -194,8 +197,13 @@ def test_per_coordinate_c_and_zero_target():
 def test_mirror_argmin_reports_infeasible_problem():
     X = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
     res = mirror_argmin(X, np.array([1.0, 2.0]), 1.0, max_iter=30)
-    assert res.status in ("max_iter", "failed")
+    assert res.status == "infeasible"
     assert res.primal_residual > 1e-3
+    # the distance of y from range(X) = span{(1, 1)}: |(1, 2) − (1.5, 1.5)| / |(1, 2)| (a closed form)
+    assert interpolation_residual(X, np.array([1.0, 2.0])) == pytest.approx(np.sqrt(0.5) / np.sqrt(5.0), rel=1e-12)
+    # a feasible system with the same rank-deficient X is not "infeasible"
+    assert interpolation_residual(X, np.array([3.0, 3.0])) < 1e-15
+    assert mirror_argmin(X, np.array([3.0, 3.0]), 1.0).status == "converged"
 
 
 @pytest.mark.parametrize(

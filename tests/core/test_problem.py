@@ -209,7 +209,7 @@ def test_npz_round_trip_with_all_arrays(tmp_path):
     Q = load_problem(path)
     for name in ("X", "y", "X_test", "y_test", "beta_star"):
         assert np.array_equal(getattr(P, name), getattr(Q, name)), name
-    assert Q.meta.get("data") == "prob.npz"
+    assert Q.meta.get("data") == str(path)  # the path as given, like a sweep's data column
     # str paths work too
     assert np.array_equal(load_problem(str(path)).X, P.X)
 

@@ -1,5 +1,6 @@
 """Each figure exists to show one qualitative claim: compute it in quick mode and assert the claim
 from the records (never from stored numbers).  Every ``compute(quick=True)`` runs once per module.
+The last section checks legibility on the drawn figures: what a reader must be able to tell apart.
 """
 from __future__ import annotations
 
@@ -253,3 +254,139 @@ def test_figures_cli_selects_and_rejects(tmp_path, capsys):
     assert "dln: error:" in capsys.readouterr().err
     assert main(["figures", "--out", str(tmp_path), "--quick", "--only", "1", "--jobs", "1", "--dpi", "40"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{F1.NAME}.{e}" for e in ("csv", "pdf", "png")]
+
+
+# ---------------------------------------------------------------------------------------------
+# legibility: what a reader of the gallery must be able to tell apart (drawn from quick records)
+# ---------------------------------------------------------------------------------------------
+def panel(fig, letter):
+    """The axes whose title starts with "(letter)"."""
+    hits = [ax for ax in fig.axes if ax.get_title().startswith(f"({letter})")]
+    assert len(hits) == 1, [ax.get_title() for ax in fig.axes]
+    return hits[0]
+
+
+_DRAWN: dict = {}
+
+
+def drawn(module):
+    """The figure of the quick records, drawn once per module and shared by the tests below."""
+    if module.NAME not in _DRAWN:
+        fig = module.plot(quick_records(module))
+        fig.canvas.draw()
+        C.plt.close(fig)  # out of pyplot's registry; the Figure stays usable for inspection
+        _DRAWN[module.NAME] = fig
+    return _DRAWN[module.NAME]
+
+
+def test_footnote_is_legible_and_wrapped(figure):
+    module, recs = figure
+    fig = drawn(module)
+    note = fig.dln_note
+    assert note.get_fontsize() >= 8.0, "footnote at least 8 pt at the saved size"
+    box = note.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width, "footnote wrapped inside the figure"
+    axes_bottom = min(ax.get_tightbbox().y0 for ax in fig.axes if ax.get_visible())
+    assert box.y1 <= axes_bottom + 1.0, "footnote below every panel, not over one"
+
+
+def test_gallery_resolution(tmp_path):
+    assert C.GALLERY_DPI >= 100
+    fig = C.plt.figure(figsize=(5.0, 2.0))
+    fig.dln_rows = []
+    paths = C.save(fig, tmp_path / "out", name="blank", gallery=str(tmp_path / "gallery"), formats=("png",))
+    from matplotlib.image import imread
+
+    assert imread(paths[-1]).shape[1] == round(5.0 * C.GALLERY_DPI)
+
+
+def legends(fig):
+    return [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+
+
+def test_fig9_legend_outside_the_data():
+    """The legend of (a) (nine entries) sits outside the panel, not over its curves and bands."""
+    fig = drawn(F9)
+    (legend,) = [lg for lg in legends(fig) if "SGD (batch 1)" in [t.get_text() for t in lg.get_texts()]]
+    assert not legend.get_window_extent().overlaps(panel(fig, "a").get_window_extent())
+
+
+def test_fig2_methods_differ_by_marker_where_curves_coincide():
+    fig = drawn(F2)
+    for letter in "abcd":
+        lines = [ln for ln in panel(fig, letter).get_lines() if ln.get_label().split(" ")[0] in ("GR", "F-GR", "B-GR")]
+        assert len(lines) == 3
+        assert len({ln.get_marker() for ln in lines}) == 3, f"({letter}): one marker per method"
+
+
+def test_fig5_full_and_per_sample_differ_by_marker_and_fill():
+    scatters = {c.get_label(): c for c in panel(drawn(F5), "a").collections}
+    for full, per_sample in (("GR full", "GR per-sample"), ("F-GR full", "F-GR per-sample"),
+                             ("B-GR full", "B-GR per-sample"), ("n-SAM", "1-SAM")):
+        a, b = scatters[full], scatters[per_sample]
+        assert not np.array_equal(a.get_paths()[0].vertices, b.get_paths()[0].vertices), (full, "marker shape")
+        assert a.get_facecolor()[0][3] > 0, (full, "full batch: filled")
+        assert len(b.get_facecolor()) == 0 or b.get_facecolor()[0][3] == 0, (per_sample, "per-sample: open")
+        assert np.allclose(a.get_facecolor()[0][:3], b.get_edgecolor()[0][:3]), "one colour per method"
+
+
+def test_fig6_etas_distinct_ticks_and_support_legend():
+    fig = drawn(F6)
+    lines = [ln for ln in panel(fig, "a").get_lines() if ln.get_label().startswith("flooding")]
+    rgb = {tuple(np.round(C.plt.matplotlib.colors.to_rgb(ln.get_color()), 3)) for ln in lines}
+    assert len(lines) >= 2 and len(rgb) == len(lines), "(a): one colour (not one shade of a colour) per η"
+    assert len({str(ln.get_linestyle()) for ln in lines}) == len(lines), "(a): one line style per η"
+    ax = panel(fig, "b")
+    lo, hi = ax.get_ylim()
+    labelled = [t for t in ax.get_yticklabels() if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert len(labelled) >= 3, "(b): at least three labelled ticks"
+    assert any("support" in t.get_text() for t in panel(fig, "c").get_legend().get_texts()), \
+        "(c): the support markers are in the legend"
+
+
+def _only_legend(fig):
+    (legend,) = legends(fig)
+    return legend
+
+
+def test_fig7_names_as_the_cli_spells_them():
+    from dln.methods import METHODS
+
+    texts = [t.get_text() for t in _only_legend(drawn(F7)).get_texts()]
+    for text in texts:
+        words = text.replace(",", " ").split()
+        assert words[0] in METHODS, text
+        if words[0] != "gf":
+            assert words[1] in ("full", "per-sample"), text
+    assert {"usam, full (n-SAM)", "usam, per-sample (1-SAM)", "sam, full (normalised SAM)"} <= set(texts)
+
+
+def test_fig7_seed_count_beside_each_incomplete_point():
+    """Drop seeds of 1-SAM at the largest ρ as if they had diverged: the point shows 'k/n'."""
+    import copy
+
+    recs = copy.deepcopy(quick_records(F7))
+    seeds = C.meta(recs)["seeds"]
+    rho_max = max(r["rho"] for r in C.select(recs, kind="run", key="usam-per-sample"))
+    for r in C.select(recs, kind="run", key="usam-per-sample", rho=rho_max):
+        if r["seed"] != seeds[0]:
+            r.update(status="diverged", test_error=np.nan, gain_mean=np.nan)
+    kept = 1
+    fig = F7.plot(recs)
+    C.plt.close(fig)
+    for letter in "ab":
+        counts = [t for t in panel(fig, letter).texts if "/" in t.get_text()]
+        assert [t.get_text() for t in counts] == [f"{kept}/{len(seeds)}"], letter
+        assert counts[0].xy[0] == pytest.approx(rho_max)
+    rows = [r for r in fig.dln_rows if r["series"].endswith("seeds behind the point")]
+    assert [(r["x"], r["y"]) for r in rows] == [(rho_max, kept)] * 2
+    # every seed converged in the quick records: no count is drawn
+    assert not [t for ax in drawn(F7).axes for t in ax.texts if "/" in t.get_text()]
+
+
+def test_fig8_one_gamma_stated_in_each_panel():
+    gammas = {r["gamma"] for r in C.select(quick_records(F8), kind="run", method="gr")}
+    assert len(gammas) == 1, "one γ for both penalties"
+    (gamma,) = gammas
+    for letter in "bc":
+        assert f"γ = {gamma:g}" in panel(drawn(F8), letter).get_title()

@@ -106,6 +106,30 @@ def csv_rows(path, drop_wall=True) -> list[list[str]]:
     return table
 
 
+#: A sweep of 8 runs (gf and gr, 2 alphas, 2 seeds) in 8 batches of 1: well under a second in-process.
+SMALL = ["--method", "gf", "gr", "--alpha", "0.5", "1", "--gamma", "0.1", "--seeds", "2", "--n", "4", "--d", "8",
+         "--k", "2", "--chunk-size", "1", "--max-steps", "20", "--workers", "1", "--quiet"]
+SMALL_RUNS = 8
+
+
+def rows_without_wall(path) -> list[str]:
+    """The lines of a results.csv without their last field (wall_time, the only one that may differ
+    between two executions of a sweep)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [line.rsplit(",", 1)[0] for line in fh.read().split("\n") if line]
+
+
+def folder_snapshot(folder) -> dict:
+    """{relative path: bytes} of every file under ``folder``: a refused command must leave it as it was."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, folder)] = fh.read()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # hypothesis settings shared by the property and fuzz tests
 # ---------------------------------------------------------------------------------------------

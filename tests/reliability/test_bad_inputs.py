@@ -179,7 +179,7 @@ def test_good_data_file_is_accepted_by_every_entry_point(tmp_path):
     path = tmp_path / "good.npz"
     save_problem(path, make_problem(n=5, d=8, k=2, seed=0, n_test=10))
     assert load_problem(path).X.shape == (5, 8)
-    for argv in (["simulate", "--data", path, "--max-steps", 30, "--json"], ["predict", "--data", path, "--json"],
+    for argv in (["simulate", "--data", path, "--max-steps", 30, "--json", "--quiet"], ["predict", "--data", path, "--json"],
                  ["sweep", "--data", path, "--max-steps", 30, "--out", tmp_path / "o", "--workers", 1, "--quiet"]):
         code, out, err = call(argv)
         assert code == 0 and err == "", (argv, err)
@@ -510,7 +510,10 @@ def test_merge_output_folder_is_a_file_or_not_writable(tmp_path):
     assert call([*SWEEP_BASE, "--out", shard])[0] == 0
     f = tmp_path / "f"
     f.write_text("")
-    for out, text in ((f, "a directory"), ("/proc/self/dln-merge", "writable"), (shard, "new or empty")):
+    other = tmp_path / "other"
+    assert call([*SWEEP_BASE, "--alpha", "0.5", "--out", other])[0] == 0
+    for out, text in ((f, "a directory"), ("/proc/self/dln-merge", "writable"), (other, "new or empty"),
+                      (shard, "other than the merged ones")):
         assert_user_error(*call(["merge", shard, "--out", out, "--quiet"]), "'out'", text)
 
 

@@ -175,7 +175,7 @@ SWEEP_SINGLE = {
 def _valid_grid(draw):
     """A grid that passes validation (methods with their hyper-parameters, discrete time with lr), so
     that the fuzz also reaches the execution paths."""
-    from dln.methods import PARAMS
+    from dln.methods import PARAMS, VARIANT_METHODS
 
     methods = draw(st.lists(st.sampled_from(METHODS), min_size=1, max_size=2, unique=True))
     args = ["--method", *methods]
@@ -191,7 +191,7 @@ def _valid_grid(draw):
             args += ["--batch-size", draw(st.sampled_from(["1", "2"]))]
         if draw(st.booleans()):
             args += ["--label-noise", draw(st.sampled_from(["0", "0.5"]))]
-    if "flood" not in methods and draw(st.booleans()):
+    if any(m in VARIANT_METHODS for m in methods) and draw(st.booleans()):
         args += ["--variant", *draw(st.sampled_from([["per-sample"], ["full", "per-sample"]]))]
     return args
 

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 
 from reliability_helpers import call, count, csv_rows, run_concurrently, run_module
-from dln.methods import METHODS, PARAMS
+from dln.methods import METHODS, PARAMS, VARIANT_METHODS
 from dln.problem import Problem, make_problem
 from dln.simulate import records, run_batch, simulate
 
 STATUSES = {"converged", "diverged", "max_steps"}
 HP = {"gamma": 0.1, "eps": 0.1, "rho": 0.1, "flood_level": 0.0}
-CASES = [(m, v) for m in METHODS for v in (("full",) if m == "flood" else ("full", "per-sample"))]
+CASES = [(m, v) for m in METHODS for v in (("full", "per-sample") if m in VARIANT_METHODS else ("full",))]
 CASE_IDS = [f"{m}-{v}" for m, v in CASES]
 
 
@@ -154,7 +154,8 @@ def test_alpha_from_1e_minus_12_to_1e3(small_problem, method, variant, time_):
 def test_alpha_1e_minus_12_converges_to_its_prediction(small_problem, method, hp):
     """The rich end: at α = 1e-12 (ln α = −27.6, representable only in log coordinates) the flow still
     converges, and to argmin φ_{u⊙v} over the interpolators."""
-    rec = _strict(simulate, small_problem, method, variant="per-sample", alpha=1e-12, rtol=1e-6, max_steps=3000, **hp)[0]
+    variant = "per-sample" if method in VARIANT_METHODS else "full"
+    rec = _strict(simulate, small_problem, method, variant=variant, alpha=1e-12, rtol=1e-6, max_steps=3000, **hp)[0]
     assert rec["status"] == "converged"
     assert rec["prediction_rel_error"] < 1e-6 and rec["kkt_residual"] < 1e-10
 
@@ -266,7 +267,7 @@ def test_tiny_design_without_overflow_warning():
 # max_steps: the status says so and the last state is kept (CLI and sweep)
 # ---------------------------------------------------------------------------------------------
 def test_max_steps_status_and_last_state_through_the_cli(small_problem):
-    args = ["simulate", "--n", 6, "--d", 12, "--k", 2, "--seed", 3, "--json"]
+    args = ["simulate", "--n", 6, "--d", 12, "--k", 2, "--seed", 3, "--json", "--quiet"]  # no progress line
     for extra, kw in ((["--time", "discrete", "--lr", "0.05", "--max-steps", "7"], dict(time="discrete", lr=0.05)),
                       (["--method", "gr", "--gamma", "0.1", "--max-steps", "9"], dict(method="gr", gamma=0.1))):
         code, out, err = call([*args, *extra])
@@ -310,7 +311,7 @@ def test_worst_cases_finish_within_a_wall_clock_guard(tmp_path):
     F-GR with γ = ε = 1e3 at α = 1e-12, flooding above the initial loss, GD at η = 1e300 with a cap of
     10⁶ steps), each in its own process (two at a time) under a 60 s timeout: they finish, exit 0,
     print one JSON object with a status, and no warning."""
-    base = ["simulate", "--n", 6, "--d", 12, "--k", 2, "--json", "--max-steps", 100]
+    base = ["simulate", "--n", 6, "--d", 12, "--k", 2, "--json", "--max-steps", 100, "--quiet"]  # no progress line
     cases = [["--method", "sam", "--variant", "per-sample", "--rho", "1000"],
              ["--method", "fgr", "--variant", "per-sample", "--gamma", "1000", "--eps", "1000", "--alpha", "1e-12"],
              ["--method", "flood", "--flood-level", "1e6"],

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from reliability_helpers import budget, count, known_bug
 from analysis.predict import mirror_argmin
-from dln.methods import METHODS, PARAMS
+from dln.methods import METHODS, PARAMS, VARIANT_METHODS
 from dln.problem import DESIGNS, Problem, make_problem
 from dln.simulate import run_batch, simulate
 
@@ -49,7 +49,7 @@ problems = st.builds(
 def hyper_parameters(draw, P: Problem):
     """A method and valid hyper-parameters for it (docs/design.md §5 ranges), flow or discrete time."""
     method = draw(st.sampled_from(METHODS))
-    kw = dict(variant="full" if method == "flood" else draw(st.sampled_from(["full", "per-sample"])),
+    kw = dict(variant=draw(st.sampled_from(["full", "per-sample"])) if method in VARIANT_METHODS else "full",
               alpha=10.0 ** draw(st.floats(-4.0, 1.0)))
     L0 = float(P.loss(np.zeros(P.d)))
     for name in PARAMS[method]:
@@ -117,6 +117,7 @@ def test_converged_runs_have_feasible_kkt_predictions(P, method, variant, log_al
     """The same contract on runs that do converge (interpolating problems, generous step cap): the
     prediction argmin φ_{u⊙v} they are compared with is feasible and satisfies its KKT condition."""
     assume(P.n < P.d and np.linalg.matrix_rank(P.X) == P.n)
+    variant = variant if method in VARIANT_METHODS else "full"
     hp = {name: (0.2 * h if name == "gamma" else 10.0 ** (-2.0 + h)) for name in PARAMS[method]}
     count("property examples: converged-run predictions")
     rec = simulate(P, method, variant=variant, alpha=10.0 ** log_alpha, rtol=1e-6, max_steps=400, **hp)[0]
@@ -138,7 +139,7 @@ def batch_cases(draw, time):
     B = draw(st.integers(2, 4))  # B = d included (test_extremes.py::test_per_run_alpha_when_batch_equals_d)
     P = make_problem(n=n, d=d, k=draw(st.integers(1, d)), seed=draw(st.integers(0, 2**32 - 1)), n_test=0)
     method = draw(st.sampled_from(METHODS))
-    variant = "full" if method == "flood" else draw(st.sampled_from(["full", "per-sample"]))
+    variant = draw(st.sampled_from(["full", "per-sample"])) if method in VARIANT_METHODS else "full"
     per_run = lambda lo, hi: np.array([10.0 ** draw(st.floats(lo, hi)) for _ in range(B)])  # noqa: E731
     kw = dict(variant=variant, alpha=per_run(-3.0, 0.5), max_steps=draw(st.integers(5, 50)))
     L0 = float(P.loss(np.zeros(d)))

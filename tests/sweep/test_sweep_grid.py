@@ -57,10 +57,20 @@ def test_data_cells_are_outermost_and_time_axes_apply_to_discrete_only():
     assert cells == want
 
 
-def test_flood_runs_full_only_and_variants_multiply_the_rest():
-    p = plan(method=["gf", "flood"], variant=["full", "per-sample"], flood_level=[0.0, 0.01], alpha=[0.1], n=[10], d=[20])
+def test_gf_and_flood_run_full_only_and_variants_multiply_the_rest():
+    # like a hyper-parameter, the variant reaches only the methods that use it (docs/design.md §5)
+    p = plan(method=["gf", "gr", "flood"], variant=["full", "per-sample"], gamma=[0.1], flood_level=[0.0, 0.01],
+             alpha=[0.1], n=[10], d=[20])
     assert [(r["method"], r["variant"], r["flood_level"]) for r in p.runs] == [
-        ("gf", "full", None), ("gf", "per-sample", None), ("flood", "full", 0.0), ("flood", "full", 0.01)]
+        ("gf", "full", None), ("gr", "full", None), ("gr", "per-sample", None),
+        ("flood", "full", 0.0), ("flood", "full", 0.01)]
+    assert len(p.runs) == 5
+
+
+@pytest.mark.parametrize("grid", [dict(method=["gf"]), dict(method=["gf", "flood"], flood_level=[0.0])])
+def test_per_sample_without_a_method_that_uses_it_is_an_error(grid):
+    with pytest.raises(DLNError, match=r"'variant' parameter of sweep must be 'full' with gf"):
+        plan(**grid, variant=["full", "per-sample"], alpha=[0.1], n=[10], d=[20])
 
 
 def test_geometric_ranges():
