@@ -620,6 +620,8 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
                     c[rows] = v
                 traj.append(tuple(c.copy() for c in cur))
     state = State(a, b, state0.su.copy(), state0.sv.copy())
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss = direction.problem.loss(beta)  # the loss of the returned β, by the problem's own formula
     trajectory = Trajectory(*(np.array(x) for x in zip(*traj))) if record else None
     return Result(direction, state, beta, loss, status.astype(str), t, steps, evals, gain, log_c0, z0,
                   np.zeros((B, d)), rejected=rejected, trajectory=trajectory, info=dict(state_form=form))
