@@ -252,7 +252,9 @@ def simulate_text(out: dict) -> list[str]:
     lines.append(f"  gain -ln(a_eff/a) mean {fmt(out['gain_mean'])}, max {fmt(out['gain_max'])}")
     pred = out["prediction"]
     if pred is None:
-        lines.append(f"  prediction        n/a (no exact prediction for a run that ended {out['status']})")
+        why = (f"the run ended {out['status']}" if out["status"] != "converged" else
+               "no closed form for this limit: depth D >= 3, or a limit that does not interpolate the data")
+        lines.append(f"  prediction        n/a ({why})")
     else:
         what = "argmin phi_(u*v)" if out["time"] == "flow" else "argmin phi_(u*v) - <z0 - 2 Phi, beta> (with the tilt)"
         lines.append(f"  prediction        rel. error {fmt(pred['rel_error'])} vs {what}; KKT residual "

@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from .errors import DLNError
+from .errors import fail
 from .integrate import DEFAULT_RTOL
 
 __all__ = ["DiagonalLinearNetwork", "NotFittedError"]
@@ -206,6 +206,11 @@ class DiagonalLinearNetwork:
         x_mean = X.mean(axis=0) if self.fit_intercept else np.zeros(X.shape[1])
         y_mean = float(y.mean()) if self.fit_intercept else 0.0
         problem = Problem(X - x_mean, y - y_mean)
+        for name in ("alpha", "gamma", "eps", "rho", "flood_level", "lr", "batch_size", "label_noise"):
+            value = getattr(self, name)
+            if value is not None and np.ndim(value) > 0:  # one network: no per-run or per-coordinate vectors
+                raise fail(name, who, "a scalar (the estimator fits one network; sweep several values with "
+                           "dln.sweep)", np.asarray(value) if np.size(value) <= 6 else f"shape {np.shape(value)}")
         seed = self.random_state
         if seed is None:
             seed = np.random.SeedSequence().entropy
@@ -213,9 +218,6 @@ class DiagonalLinearNetwork:
                            eps=self.eps, rho=self.rho, flood_level=self.flood_level, time=self.time, lr=self.lr,
                            batch_size=self.batch_size, label_noise=self.label_noise, D=self.depth, seed=seed,
                            rtol=self.rtol, max_steps=self.max_steps)
-        if result.beta.shape[0] != 1:
-            raise DLNError(f"The hyper-parameters of {who} must be scalars (one network). "
-                           f"Got {result.beta.shape[0]} runs instead.")
         self.coef_ = np.array(result.beta[0])
         self.intercept_ = float(y_mean - x_mean @ self.coef_) if self.fit_intercept else 0.0
         self.alpha_eff_ = np.array(result.alpha_eff[0])

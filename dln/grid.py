@@ -42,6 +42,7 @@ from . import memory
 from .errors import check_choice, check_int, fail
 from .integrate import DEFAULT_RTOL
 from .methods import METHODS, PARAMS, VARIANT_METHODS, VARIANTS
+from .model import WEIGHT_MIN
 from .problem import DESIGNS, Problem, load_problem
 
 W = "sweep"
@@ -107,6 +108,8 @@ def _real(name, v, rule=None):
             raise fail(name, W, f"> {bound}", v)
         if kind == "ge" and not v >= bound:
             raise fail(name, W, f">= {bound}", v)
+    if name == "alpha" and v < WEIGHT_MIN:  # the rule of dln.model.initial_state, checked before anything runs
+        raise fail(name, W, f">= {WEIGHT_MIN:g} (smaller initial weights are outside the verified range)", v)
     return v
 
 

@@ -53,7 +53,66 @@ _REJECT_REFRESH_AGE = 4
 _FIRST_REFRESH = 4
 
 STATUSES = ("converged", "diverged", "max_steps", "running")
-_LOG_MAX = 300.0  # |ln u| beyond this: u² over/underflows float64 soon; the run has diverged
+#: Largest D·ln|u| (and D·ln|v|) of a run that has not diverged: u^D ≤ e^640 ≈ 1e278 leaves a factor
+#: 1e30 of headroom for β, Xβ, the loss and the rates before float64 overflows (at e^709.8).
+LOG_HUGE = 640.0
+#: A run whose loss exceeds this multiple of its initial loss has diverged.
+LOSS_GROWTH = 1e10
+
+
+def _diverged(loss, loss0, a, b, D: int = 2, finite=True) -> np.ndarray:
+    """The divergence test of both integrators, per run (``flow`` and ``iterate`` share it).
+
+    A run has diverged when its loss is not finite or exceeds ``LOSS_GROWTH``·L(0), when its state is
+    not finite, or when it overflows: D·ln|u| or D·ln|v| > ``LOG_HUGE`` (u^D would soon overflow).
+    ``finite`` carries the caller's own finiteness test (its rates, or its next step).
+
+    There is deliberately no lower bound on ln|u|, ln|v|.  A coordinate whose u or v (or both)
+    shrinks towards 0 *collapses*; it does not diverge: in log coordinates a, b = ln|u|, ln|v| go to
+    −∞ at no cost, exp(2a) underflowing to 0 is harmless for β = e^{2a} − e^{2b}, and the run
+    reaches its true limit (e.g. 1-SAM at large ρ drives ln u below −300 while the loss keeps
+    falling, docs/theory.md §8).
+
+    Parameters
+    ----------
+    loss, loss0 : ndarray (B,)
+        Current and initial losses.
+    a, b : ndarray (B, d)
+        ln|u| and ln|v|.
+    D : int
+        Depth (β = u^D − v^D).
+    finite : bool or ndarray (B,)
+        False where the caller found its rates or step non-finite.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~np.asarray(finite, dtype=bool) | ~np.isfinite(loss)
+        bad = bad | ~(loss <= LOSS_GROWTH * np.maximum(loss0, 1e-300))
+        top = np.maximum(np.max(a, axis=1), np.max(b, axis=1))
+        bad = bad | ~np.isfinite(a).all(axis=1) | ~np.isfinite(b).all(axis=1) | ~(D * top <= LOG_HUGE)
+    return bad
+
+
+#: Attempted steps between two checks of ``flow``'s stall rule (:func:`_stalled`).
+STALL_ATTEMPTS = 200
+
+
+def _stalled(attempts, t, checkpoint) -> np.ndarray:
+    """True where ``STALL_ATTEMPTS`` attempted steps since the last checkpoint (attempts, t) advanced
+    the time by at most 1e-4·t (a mean step below 5e-7·t): the step size has collapsed on a
+    discontinuity of the right-hand side (normalized SAM's ρ∇L/‖∇L‖ on the interpolators, measured
+    ~2e-8·t per attempt, docs/theory.md §8), where the flow cannot be followed further.  ``flow``
+    then stops the run with status ``max_steps``.  Smooth flows, saddle escapes at α = 1e-100
+    included, take steps of 1e-5·t or more."""
+    return (attempts >= checkpoint[:, 0] + STALL_ATTEMPTS) & (t - checkpoint[:, 1] <= 1e-4 * t)
+
+
+def _stationary(loss, loss_then, tol) -> np.ndarray:
+    """True where the loss has changed by at most tol·L since the last checkpoint, at half the
+    current time (``flow``'s second stationarity test).  ``tol`` is at least the local error
+    tolerance: the loss is not resolved better than that, and on a collapsed run (u⊙v → 0, the loss
+    at a non-interpolating stationary value) the step-to-step change is that noise."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(loss - loss_then) <= tol * loss
 
 
 @dataclass
@@ -255,9 +314,9 @@ class GeneralSystem:
         return ez, np.sqrt((np.einsum("bd,bd->b", el, el) + np.einsum("bd,bd->b", ei, ei)) / d)
 
     @staticmethod
-    def log_max(pt):
-        """max_j max(|ln u_j|, |ln v_j|) per run."""
-        return np.maximum(np.abs(pt[3]).max(axis=1), np.abs(pt[4]).max(axis=1))
+    def log_uv(pt):
+        """(ln|u|, ln|v|) at the evaluated point."""
+        return pt[3], pt[4]
 
     @staticmethod
     def observe(pt):
@@ -307,8 +366,8 @@ class _Reduced:
         return self.s.error_parts(E, pt[0], pt[1])
 
     @staticmethod
-    def log_max(pt):
-        return 0.5 * np.maximum(np.abs(pt[2]).max(axis=1), np.abs(pt[3]).max(axis=1))
+    def log_uv(pt):
+        return 0.5 * pt[2], 0.5 * pt[3]
 
     @staticmethod
     def observe(pt):
@@ -344,7 +403,7 @@ class _Out:
 
 
 def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_steps, t_max, record, jacobian_age,
-               d, report=None) -> _Out:
+               d, D=2, level=None, report=None) -> _Out:
     """Integrate the runs of ``system`` from Y until each stops (see :func:`flow` for the rules)."""
     B, N = Y.shape
     out = _Out(B, d)
@@ -359,6 +418,12 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     t_plateau = np.zeros(B)
     prev_t = np.full(B, np.nan)             # (t, L) at the start of the last accepted step
     prev_L = np.full(B, np.nan)
+    check_t = np.zeros(B)                   # (t, L) at the last stationarity checkpoint (t doubles)
+    check_L = np.zeros(B)
+    stall_n = np.zeros(B)                   # (attempts, t) at the last stall checkpoint
+    stall_t = np.zeros(B)
+    level = np.full(B, np.nan) if level is None else np.asarray(level, dtype=np.float64).copy()
+    flood = ~np.isnan(level)
     last_beta = np.zeros((B, d)) if record else None
     last_logc = np.zeros((B, d)) if record else None
     last_L = np.full(B, np.nan) if record else None
@@ -385,9 +450,9 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
                 da, db = system.rates_ab(F)
                 vmax = np.maximum(np.max(np.abs(da), axis=1), np.max(np.abs(db), axis=1))
             loss0[:] = L
-            with np.errstate(over="ignore", divide="ignore"):
-                inv_c0 = np.exp(-log_c0_min)
-            t_plateau[:] = 20.0 * (1.0 + np.log1p(inv_c0)) / (2.0 * np.maximum(vmax, 1e-300))
+            # ln(1 + 1/c0) without forming 1/c0, which overflows for c0 < 1e-308 (α < 1e-154)
+            log_inv_c0 = np.logaddexp(0.0, -log_c0_min)
+            t_plateau[:] = 20.0 * (1.0 + log_inv_c0) / (2.0 * np.maximum(vmax, 1e-300))
             h[:] = 1e-2 / np.maximum(vmax, 1e-12)
             first = False
         if snap:
@@ -397,13 +462,25 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
         # -- per-run stopping rules ---------------------------------------------------------------
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(L) & np.isfinite(F).all(axis=1)
-            bad = ~finite | ~(1e-10 * L <= np.maximum(loss0[:k], 1e-300)) | (system.log_max(pt) > _LOG_MAX)
+            bad = _diverged(L, loss0[:k], *system.log_uv(pt), D, finite)
             conv = finite & (L <= loss_tol * loss0[:k])
             dt = t[:k] - prev_t[:k]
             change = np.abs(prev_L[:k] - L) * t[:k] / np.where(dt > 0, dt, np.nan)
             conv |= finite & (t[:k] > t_plateau[:k]) & (change <= stat_tol * L)
+            # the same over the last doubling of t, robust to the integration noise in L
+            due = t[:k] >= 2.0 * check_t[:k]
+            conv |= finite & due & (t[:k] > t_plateau[:k]) & _stationary(L, check_L[:k], max(stat_tol, rtol))
+            # flooding: the loss has reached the level, the Filippov solution stays on {L = b}
+            fl = flood[:k]
+            conv |= finite & fl & (np.sign(L - level[:k]) != np.sign(loss0[:k] - level[:k]))
+        dd = np.flatnonzero(due)
+        check_t[dd], check_L[dd] = t[dd], L[dd]
+        attempts = steps[:k] + rej[:k]
+        stalled = (attempts >= stall_n[:k] + STALL_ATTEMPTS) & (t[:k] - stall_t[:k] <= 1e-4 * t[:k])
+        ck = np.flatnonzero(attempts >= stall_n[:k] + STALL_ATTEMPTS)
+        stall_n[ck], stall_t[ck] = attempts[ck], t[ck]
         conv &= ~bad
-        over = ~bad & ~conv & ((steps[:k] + rej[:k] >= max_steps) | (t[:k] >= t_max))
+        over = ~bad & ~conv & ((steps[:k] >= max_steps) | (t[:k] >= t_max) | stalled)
         stop = bad | conv | over
         if stop.any():
             j = np.flatnonzero(stop)
@@ -425,7 +502,8 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             Y = Y[keep]
             L, F = L[keep], F[keep]
             pt = tuple(x[keep] for x in pt)
-            for arr in (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L):
+            for arr in (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L, check_t, check_L,
+                        stall_n, stall_t, level, flood):
                 arr[:k] = arr[keep]
             system.take(keep)
             U, Ys = U[:, :k], Ys[:k]
@@ -496,6 +574,16 @@ def _batch_size(direction: Direction, state0: State, where: str) -> int:
     return B
 
 
+def _flood_levels(direction, B: int) -> np.ndarray:
+    """Per run: the flooding level b, NaN for the other methods."""
+    members = direction.members if isinstance(direction, Stack) else [(direction, B)]
+    out = []
+    for d, k in members:
+        lev = d.params["flood_level"][:, 0] if d.method == "flood" else np.nan
+        out.append(np.broadcast_to(np.asarray(lev, dtype=np.float64), (k,)))
+    return np.concatenate(out)
+
+
 def _groups(direction, state0: State, B: int, state_form: str):
     """(system, rows of the batch) per group: one general system, or one reduced system per variant."""
     general = state_form == "general" or (state_form == "auto" and direction.D != 2)
@@ -529,12 +617,21 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
 
     - ``converged`` when L ≤ loss_tol·L(0) (an interpolator to sqrt(loss_tol) relative residual),
       or when it is stationary: extrapolating its last accepted step, the loss would change by
-      less than stat_tol·L over the time already elapsed, and that time exceeds the plateau time
-      20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary, docs/theory.md §2.2);
-    - ``diverged`` on overflow, NaN, |ln u| > 300 or a loss 1e10 times the initial one (the run is
-      frozen; the other runs go on);
-    - ``max_steps`` when its attempted steps reach ``max_steps`` or its time reaches ``t_max``
-      (the last state is kept).
+      less than stat_tol·L over the time already elapsed, or it did change by less than
+      max(stat_tol, rtol)·L since half that time (:func:`_stationary`), and that time exceeds the
+      plateau time 20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary,
+      docs/theory.md §2.2).  A stationary run need not interpolate: a regularized run whose
+      coordinates collapse (u⊙v → 0) can stop at a loss > 0;
+    - ``diverged`` on a non-finite or overflowing state or loss, or a loss 1e10 times the initial
+      one (:func:`_diverged`; the run is frozen, the other runs go on).  A coordinate collapsing
+      (u or v → 0, ln u → −∞) is not divergence: it is integrated on to the true limit;
+    - ``converged`` for flooding (sign(L − b)∇L) as soon as the loss crosses the level b: the
+      Filippov solution of the discontinuous flow stays on {L = b} (ẇ = 0 there, the convex
+      combination of ±∇L tangent to the level set); the state is the first accepted one past b;
+    - ``max_steps`` when its accepted steps reach ``max_steps``, its time reaches ``t_max``, or
+      the step size has collapsed (:func:`_stalled`: a discontinuous right-hand side, as for
+      normalized SAM on the interpolators; rejected steps are counted in ``Result.rejected``);
+      the last state is kept.
 
     Parameters
     ----------
@@ -549,7 +646,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     loss_tol, stat_tol : float
         Convergence thresholds (relative loss; relative loss change).
     max_steps : int
-        Per-run cap on attempted steps.
+        Per-run cap on accepted steps (``Result.steps``).
     t_max : float
         Per-run time horizon.
     record : bool
@@ -609,7 +706,8 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
 
     for system, rows in groups:
         Y = system.y0(State(*(x[rows] for x in (a0, b0, state0.su, state0.sv))))
-        o = _integrate(system, Y, np.min(log_c0[rows], axis=1), report=report, **kw)
+        o = _integrate(system, Y, np.min(log_c0[rows], axis=1), D=direction.D, level=_flood_levels(direction, B)[rows],
+                       report=report, **kw)
         done[0] += o.loops
         done[1] += len(rows)
         a[rows], b[rows], gain[rows], beta[rows], loss[rows] = o.a, o.b, o.gain, o.beta, o.loss
@@ -627,10 +725,64 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
                   np.zeros((B, d)), rejected=rejected, trajectory=trajectory, info=dict(state_form=form))
 
 
+#: Consecutive steps in the 2-cycle around the flood level after which discrete flooding has settled.
+FLOOD_WINDOW = 20
+
+
+def _flood_cycle(loss, level, hist, count):
+    """The stopping rule of discrete (full-batch) flooding, θ ← θ − η·sign(L − b)∇L (docs/theory.md §7.9).
+
+    Once the loss reaches b the steps alternate, ascent and descent, in a 2-cycle around b: a step
+    is *in the cycle* when L − b changes sign, the loss two steps apart differs by less than a
+    tenth of the one-step oscillation |L_k − L_{k−1}| (the two-step map is near the identity: it
+    moves θ by −η²H∇L, an F-GR step, §7.9) and that oscillation does not grow.  The run has
+    settled (``iterate`` reports ``converged``) after ``FLOOD_WINDOW`` consecutive steps in the
+    cycle; what remains is the O(η²)-per-pair implicit-GR drift along the level set, which flooding
+    follows for ever.  Level b = 0 is plain GD (never in a cycle).
+
+    Parameters
+    ----------
+    loss, level : ndarray (m,)
+        L at the current step and b, for the m runs tested.
+    hist : ndarray (m, 3)
+        Losses of the three previous steps, newest first (NaN before there are three).
+    count : ndarray (m,)
+        Consecutive steps in the cycle so far.
+
+    Returns
+    -------
+    hist, count, settled : the updated history and count, and where count ≥ FLOOD_WINDOW.
+    """
+    L1, L2, L3 = hist[:, 0], hist[:, 1], hist[:, 2]
+    with np.errstate(invalid="ignore"):
+        amp = np.abs(loss - L1)
+        cycle = (level > 0) & (np.sign(loss - level) * np.sign(L1 - level) < 0) & \
+            (np.abs(loss - L2) <= 0.1 * amp) & (amp <= 1.01 * np.abs(L2 - L3))
+    count = np.where(cycle, count + 1, 0)
+    return np.column_stack([loss, L1, L2]), count, count >= FLOOD_WINDOW
+
+
+def _check_indices(idx, B: int, n: int, batch_size, where: str) -> np.ndarray:
+    """``sample_indices`` as an int array (B, K, b) of rows in [0, n)."""
+    arr = np.asarray(idx)
+    if arr.dtype.kind not in "iu" or arr.ndim not in (2, 3) or arr.size == 0 or \
+            (arr.ndim == 3 and arr.shape[0] != B):
+        raise fail("sample_indices", where, f"an integer array of shape (K, b) or (B, K, b) with B = {B}",
+                   f"shape {arr.shape}, dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= n:
+        raise fail("sample_indices", where, f"row indices in [0, n) = [0, {n})", arr[(arr < 0) | (arr >= n)])
+    if batch_size is not None and arr.shape[-1] != batch_size:
+        raise fail("batch_size", where, f"the number of indices per step of sample_indices ({arr.shape[-1]})",
+                   batch_size)
+    arr = np.broadcast_to(arr, (B,) + arr.shape[-2:])
+    # one more row: the loop draws step K's batch before its stopping test ends the run at K steps
+    return np.concatenate([arr, arr[:, -1:]], axis=1)
+
+
 def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000,
             batch_size: int | None = None, label_noise: float = 0.0, seed=0, seeds=None,
-            loss_tol: float = 1e-24, record_every: int = 0, average_from: int | None = None,
-            progress=None) -> Result:
+            sample_indices=None, loss_tol: float = 1e-24, record_every: int = 0,
+            average_from: int | None = None, progress=None, flood_cycle_stop: bool = True) -> Result:
     """Discrete time: w ← w − η·G(w) for a batch of runs (GD is GF in discrete time).
 
     In log coordinates the step is exact and sign-aware (docs/theory.md §4 lemma, §13 item 8):
@@ -654,12 +806,25 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         docs/theory.md §9); runs with δ > 0 never reach zero loss and stop at ``max_steps``.
     seed, seeds : int, or one seed per run
         Randomness for SGD and label noise; run i uses ``seeds[i]`` or SeedSequence(seed).spawn(B)[i].
+    sample_indices : int array, optional
+        A given sample sequence instead of the sampler: the rows of step k's mini-batch are
+        ``sample_indices[k]`` (shape (K, b), every run) or ``sample_indices[i, k]`` (shape (B, K, b),
+        run i).  b is the batch size (``batch_size``, if given, must equal it); a run that has taken
+        K steps stops with status ``max_steps``.  For replaying another code's SGD run.
     record_every : int
         Keep β every so many steps (0: no trajectory).
     average_from : int, optional
         Also return the mean of β over steps ≥ this index (``beta_mean``; label noise).
     progress : callable, optional
         ``progress(steps_done, running, total)``, called once per step (see :func:`flow`).
+    flood_cycle_stop : bool
+        Full-batch flooding (b > 0) stops with status ``converged`` once it has settled in the
+        2-cycle around b (:func:`_flood_cycle`); False follows its slow drift along the level set
+        to ``max_steps`` (docs/theory.md §7.9).
+
+    A run stops with status ``converged`` when L ≤ loss_tol·L(0) (not with label noise) or, for
+    flooding, in the 2-cycle; ``diverged`` by :func:`_diverged` (collapse, ln|u| → −∞, is not
+    divergence); ``max_steps`` after ``max_steps`` steps.
     """
     where = "iterate"
     _, max_steps, loss_tol = _check_common(where, 1.0, max_steps, loss_tol)
@@ -670,8 +835,12 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, where, ge=1, le=n)
     label_noise = check_real("label_noise", label_noise, where, ge=0.0, allow_array=False)
+    if sample_indices is not None:
+        sample_indices = _check_indices(sample_indices, B, n, batch_size, where)
+        batch_size = sample_indices.shape[2]
+        max_steps = min(max_steps, sample_indices.shape[1] - 1)
     stochastic = batch_size is not None or label_noise > 0
-    if stochastic:
+    if label_noise > 0 or (stochastic and sample_indices is None):
         if seeds is None:
             seeds = np.random.SeedSequence(seed).spawn(B)
         if len(seeds) != B:
@@ -692,6 +861,11 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
     traj = []
     chunk = 256
     check_every = 1 if batch_size is None else max(1, n // bs)
+    flooding = direction.method == "flood" and not stochastic and flood_cycle_stop
+    if flooding:
+        level = np.broadcast_to(direction.params["flood_level"][:, 0], (B,))
+        cycle_hist = np.full((B, 3), np.nan)  # the losses of the last 3 steps, newest first
+        cycle_count = np.zeros(B, dtype=np.int64)
 
     buf = {}
 
@@ -700,7 +874,9 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         # each run draws a chunk of steps at a time from its own stream (batched == looped).
         pos = k % chunk
         if pos == 0:
-            if batch_size is None:
+            if sample_indices is not None:
+                buf["idx"] = sample_indices[:, k:k + chunk]
+            elif batch_size is None:
                 buf["idx"] = np.broadcast_to(np.arange(n), (B, chunk, n))
             elif bs == 1:
                 buf["idx"] = np.stack([g.integers(0, n, size=(chunk, 1)) for g in rngs])
@@ -739,13 +915,16 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             da_new, db_new = np.log(np.abs(fa)), np.log(np.abs(fb))
         finite = np.isfinite(da_new).all(axis=1) & np.isfinite(db_new).all(axis=1)
         if L is not None:
+            bad = _diverged(L, loss0[sel], st.a, st.b, direction.D, finite)
             with np.errstate(invalid="ignore"):
-                finite &= np.isfinite(L)
-                bad = ~finite | ~(1e-10 * L <= np.maximum(loss0[sel], 1e-300))
                 conv = ~bad & (L <= loss_tol * loss0[sel]) & (label_noise == 0)
+            if flooding:
+                cycle_hist[sel], cycle_count[sel], settled = _flood_cycle(L, level[sel], cycle_hist[sel],
+                                                                          cycle_count[sel])
+                conv |= ~bad & settled
         else:
-            bad, conv = ~finite, np.zeros(rows.size, dtype=bool)
-        bad |= (np.abs(st.a).max(axis=1) > _LOG_MAX) | (np.abs(st.b).max(axis=1) > _LOG_MAX)
+            bad = _diverged(np.zeros(rows.size), 1.0, st.a, st.b, direction.D, finite)
+            conv = np.zeros(rows.size, dtype=bool)
         conv &= ~bad
         over = ~bad & ~conv & (steps[sel] >= max_steps)
         go = ~(bad | conv | over)

@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import sys
+import time
 
 from .errors import fail
 
@@ -36,6 +37,8 @@ except ImportError:  # pragma: no cover - Windows: no advisory lock, one writer 
 
 LOCK_NAME = ".dln.lock"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: seconds to wait for a lock whose named holder is gone (held by a descriptor in transit)
+_TRANSIT_WAIT = 5.0
 _HELD: set = set()  # descriptors of the locks this process holds (closed in forked children)
 
 
@@ -78,6 +81,24 @@ def holder(folder) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def _holder_gone(fd) -> bool:
+    """True if the lock file names a process of this host that no longer exists.
+
+    The lock is then held only by a descriptor in transit: a child forked by the holder that has not
+    yet closed its copy (the after-fork hook runs when the child is first scheduled), or a fork
+    worker of a killed sweep in the 0.25 s before its watchdog ends it."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        if info["host"] != socket.gethostname():
+            return False
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return False
 
 
 def _describe(fd) -> str:
@@ -123,7 +144,8 @@ def acquire(folder, *, name: str, where: str, command=None) -> FolderLock:
     """
     folder = os.fspath(folder)
     path = os.path.join(folder, LOCK_NAME)
-    for _ in range(100):
+    patience = time.monotonic() + _TRANSIT_WAIT
+    for _ in range(100 + int(_TRANSIT_WAIT / 0.05)):
         try:
             # never through a symlink: the holder's line would overwrite whatever file it points to
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o644)
@@ -143,6 +165,10 @@ def acquire(folder, *, name: str, where: str, command=None) -> FolderLock:
                       f"({exc.strerror or exc}): nothing stops a second command from writing it at the same time",
                       file=sys.stderr)
                 return FolderLock(folder, fd, path)
+            if _holder_gone(fd) and time.monotonic() < patience:
+                os.close(fd)
+                time.sleep(0.05)
+                continue
             who = _describe(fd)
             os.close(fd)
             raise fail(name, where, "a folder no other dln command is writing (one writer per folder: wait for "

@@ -20,7 +20,9 @@ from .problem import Problem
 TIMES = ("flow", "discrete")
 #: threshold on |β_i| / max|β| for support recovery (precision / recall columns)
 SUPPORT_THRESHOLD = 1e-3
-#: per-run step cap applied when ``max_steps`` is None (flow: attempted steps; discrete: steps);
+#: a converged run interpolates (and is compared with the closed-form limit) when L ≤ this·L(0)
+INTERPOLATES = 1e-12
+#: per-run step cap applied when ``max_steps`` is None (flow: accepted steps; discrete: steps);
 #: ``--max-steps --help`` prints these values
 MAX_STEPS = {"flow": 20_000, "discrete": 1_000_000}
 #: the data and run keys of a record, named like the flags and the results.csv columns
@@ -39,10 +41,24 @@ def mirror_argmin(*args, **kwargs):
 
 def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", alpha=0.1,
               gamma=None, eps=None, rho=None, flood_level=None, time: str = "flow", lr=None,
-              batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0,
-              rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24, max_steps: int | None = None,
-              record: bool = False, progress=None, state_form: str = "auto") -> Result:
-    """Run one method on a batch: hyper-parameters may be scalars or per-run arrays of equal length.
+              batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0, seeds=None,
+              sample_indices=None, rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24,
+              max_steps: int | None = None, record: bool = False, progress=None,
+              flood_cycle_stop: bool = True, state_form: str = "auto") -> Result:
+    """Run one method on a batch of B runs.
+
+    Shapes (never guessed from the sizes, so that B = n, B = d or n = d change nothing):
+
+    - per-run hyper-parameters ``alpha``, ``gamma``, ``eps``, ``rho``, ``flood_level``, ``lr``: a
+      scalar (every run) or a vector of shape (B,), one value per run; vectors must agree on B;
+    - per-coordinate initial weights ``u0``, ``v0`` (used instead of ``alpha``): shape (d,) or
+      (B, d) (:func:`dln.model.initial_state`);
+    - ``seeds``: one seed per run (SGD, label noise; default: ``SeedSequence(seed).spawn(B)``);
+    - ``sample_indices``: the rows of every step's mini-batch, (K, batch_size) for all runs or
+      (B, K, batch_size) (:func:`dln.integrate.iterate`).
+
+    ``flood_cycle_stop=False`` lets discrete flooding run on in its 2-cycle around the level
+    (:func:`dln.integrate.iterate`).  ``state_form`` is passed to :func:`dln.integrate.flow`.
 
     Validation happens here (docs/design.md §6): a hyper-parameter that does not apply to the method
     or to the time mode is an error, and so is ``variant='per-sample'`` for gf and flood (they have
@@ -55,7 +71,8 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     where = "simulate"
     check_choice("time", time, TIMES, where)
     if time == "flow":
-        for name, val in (("lr", lr), ("batch_size", batch_size), ("label_noise", label_noise)):
+        for name, val in (("lr", lr), ("batch_size", batch_size), ("label_noise", label_noise),
+                          ("seeds", seeds), ("sample_indices", sample_indices)):
             if val is not None:
                 raise fail(name, where, "left unset with time='flow' (it applies to discrete time)", val)
     elif lr is None:
@@ -65,22 +82,29 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     if variant != "full" and method not in _methods.VARIANT_METHODS:
         raise fail("variant", method, f"'full' ({method} has no penalty to take per example; the variant "
                    f"applies to {', '.join(_methods.VARIANT_METHODS)})", variant)
+    use_alpha = alpha is not None and u0 is None
     sizes = {direction.batch}
-    if alpha is not None and np.ndim(alpha) == 1 and np.size(alpha) > 1:
-        sizes.add(np.size(alpha))
-    if lr is not None and np.ndim(lr) == 1 and np.size(lr) > 1:
-        sizes.add(np.size(lr))
+    for name, val in (("alpha", alpha if use_alpha else None), ("lr", lr)):
+        if val is None:
+            continue
+        if name == "alpha":
+            val = check_real(name, val, method, gt=0.0)  # lr: checked by iterate
+        if np.ndim(val) > 1:
+            raise fail(name, method if name == "alpha" else "iterate", "a scalar or a vector with one value per run "
+                       "(shape (B,))" + ("; a per-coordinate alpha is u0 = v0 = alpha" if name == "alpha" else ""),
+                       f"shape {np.shape(val)}")
+        sizes.add(np.size(val) if np.ndim(val) == 1 else 1)
+    if seeds is not None:
+        sizes.add(len(seeds))
     sizes.discard(1)
     if len(sizes) > 1:
         raise fail("alpha", where, "of the same length as the other per-run hyper-parameters",
                    f"lengths {sorted(sizes)}")
     B = sizes.pop() if sizes else 1
-    if alpha is not None and u0 is None:
+    if use_alpha:
         alpha = check_real("alpha", alpha, method, gt=0.0)
-        per_run = np.ndim(alpha) == 1 and np.size(alpha) == B and B > 1
-        # one value per run, passed as (B, d) so that B = d is not read as per-coordinate
-        state = initial_state(problem.d, B, where=method,
-                              alpha=np.repeat(alpha[:, None], problem.d, axis=1) if per_run else alpha)
+        alpha = float(np.ravel(alpha)[0]) if np.size(alpha) == 1 else alpha
+        state = initial_state(problem.d, B, alpha=alpha, where=method)  # a vector is per run
     else:
         state = initial_state(problem.d, B, u0=u0, v0=v0, where=method)
     memory.check_batch(B, problem.n, problem.d, time == "flow", where)
@@ -90,12 +114,12 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
                       progress=progress, state_form=state_form)
     else:
         result = iterate(direction, state, lr, batch_size=batch_size,
-                         label_noise=0.0 if label_noise is None else label_noise, seed=seed,
-                         loss_tol=loss_tol, max_steps=cap, record_every=int(record) if record else 0,
-                         progress=progress)
-    if alpha is not None and u0 is None:
-        result.info["alpha"] = np.broadcast_to(np.asarray(alpha, dtype=np.float64).reshape(-1) if np.ndim(alpha) <= 1
-                                               and np.size(alpha) in (1, B) else np.nan, (B,))
+                         label_noise=0.0 if label_noise is None else label_noise, seed=seed, seeds=seeds,
+                         sample_indices=sample_indices, loss_tol=loss_tol, max_steps=cap,
+                         record_every=int(record) if record else 0, progress=progress,
+                         flood_cycle_stop=flood_cycle_stop)
+    if use_alpha:
+        result.info["alpha"] = np.broadcast_to(alpha, (B,)).copy()
     result.info["seed"] = seed
     if time == "discrete":
         result.info["label_noise"] = label_noise  # None when not given, as in results.csv
@@ -105,11 +129,18 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
 def predict_run(result: Result, i: int):
     """The closed-form limit for run i: argmin φ_c − ⟨z0 − 2Φ, β⟩ over Xβ = y with the run's
     measured c = |u⊙v| (docs/theory.md §4 lemma; Φ = 0 in continuous time), or None where no exact
-    prediction applies (depth D ≥ 3, runs that did not converge, and y outside range(X): no β
-    interpolates, the run converges to a least-squares point and the prediction does not exist)."""
+    prediction applies (depth D ≥ 3, runs that did not converge, converged runs that do not
+    interpolate: L > INTERPOLATES·L(0), e.g. flooding at its level, or a regularized run whose u⊙v
+    collapsed to a stationary point with a loss > 0, and y outside range(X): no β interpolates, the
+    run converges to a least-squares point and the prediction does not exist)."""
     if result.direction.D != 2 or result.status[i] != "converged":
         return None
     P = result.direction.problem
+    a0 = 0.5 * (result.log_c0[i] + result.z0[i])
+    b0 = 0.5 * (result.log_c0[i] - result.z0[i])
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not result.loss[i] <= INTERPOLATES * P.loss(np.exp(2 * a0) - np.exp(2 * b0)):
+            return None
     z0 = mirror_tilt(result, i)
     pred = mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
     return None if pred.status == "infeasible" else pred

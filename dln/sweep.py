@@ -44,7 +44,8 @@ from .sweep_io import (
     COLUMNS, METRIC_COLUMNS, _Appender, _atomic_write, _config, format_row, _now, parse_line, plan_identity,
     _prepare_out, _read_config, read_results, remove_temporary_files, row_identity, _versions, _write_sorted,
 )
-from .workers import _OBJECTS, _cost, _default_workers, _limit_threads_here, _mp_context, run_task, _worker_init
+from .workers import (_OBJECTS, _cost, _default_workers, _limit_threads_here, _mp_context, _process_id, run_task,
+                      _worker_init)
 
 __all__ = ["sweep", "merge", "build_plan", "read_results", "COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS",
            "add_sweep_parser", "add_merge_parser"]
@@ -347,7 +348,7 @@ class SweepError(RuntimeError):
 def _run_pool(plan, tasks, workers, record, finish, failures, started):
     ctx = _mp_context()
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(plan.objects, os.getpid()))
+                             initargs=(plan.objects, _process_id(os.getpid())))
     try:
         pending = {ex.submit(run_task, task, record): task for task in tasks}
         started()

@@ -61,22 +61,25 @@ def _process_id(pid: int):
     return (pid, fields[19])  # field 22 of stat: start time since boot
 
 
-def _worker_init(objects, main_pid):
+def _worker_init(objects, main):
     """Worker set-up: ignore Ctrl-C (the parent stops the pool), one BLAS thread, and exit as soon
     as the sweep's process is gone, so that a killed sweep leaves no orphan behind.
 
-    The main process is watched by pid (and start time), not through the parent: with the
-    forkserver start method the parent is the fork server, which itself waits for its workers."""
+    ``main`` is the sweep process's identity, (pid, start time) from :func:`_process_id`, taken by
+    the sweep itself before the pool starts: a sweep killed between the fork and this initializer
+    must still be recognised as gone (an identity read here would already be that of a dead
+    process, and would never change).  The main process is watched by identity, not through the
+    parent: with the forkserver start method the parent is the fork server."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if main is None or _process_id(main[0]) != main:
+        os._exit(1)
     _limit_threads()
     _OBJECTS.update(objects)
-    ident = _process_id(main_pid)
-    ppid = os.getppid()
 
     def watch():
         while True:
             _time.sleep(0.25)
-            if os.getppid() != ppid or _process_id(main_pid) != ident:
+            if _process_id(main[0]) != main:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="dln-sweep-watchdog").start()
@@ -112,12 +115,10 @@ def run_task(task: dict, record: bool = False) -> dict:
 
     Flow chunks go through ``dln.integrate.flow`` as one heterogeneous batch (a
     ``dln.methods.Stack`` of one direction per (method, variant) segment of the chunk); discrete
-    chunks through ``dln.simulate.run_batch`` (GD) or ``dln.integrate.iterate`` with one seed per
-    run (SGD, label noise: a run's randomness must not depend on its batch-mates).  Records come
+    chunks through ``dln.simulate.run_batch`` (per-run hyper-parameters as vectors of shape (B,); SGD
+    and label noise with one seed per run, so that a run's randomness does not depend on its
+    batch-mates).  Records come
     from ``dln.simulate.records``, in the chunk's run order."""
-    from .integrate import iterate
-    from .methods import make
-    from .model import initial_state
     from .simulate import MAX_STEPS, records, run_batch
     from .trajectory import record_runs, trajectory_arrays
 
@@ -133,26 +134,16 @@ def run_task(task: dict, record: bool = False) -> dict:
             return _run_flow(task, P, alpha, hp, bool(rec))
     else:
         hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
-        if task["seeds"] is None:
-            kw = dict(lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
-                      batch_size=task["batch_size"], label_noise=task["label_noise"])
+        seeds = None
+        if task["seeds"] is not None:
+            seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
 
-            def run(rec=False):
-                return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
-                                 D=task["depth"], rtol=task["rtol"], max_steps=max_steps, record=rec, **hp, **kw)
-        else:
-            direction = make(task["method"], P, variant=task["variant"], D=task["depth"],
-                             **{h: v for h, v in hp.items() if v is not None})
+        def run(rec=False):
+            return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
+                             D=task["depth"], lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
+                             batch_size=task["batch_size"], label_noise=task["label_noise"], seeds=seeds,
+                             rtol=task["rtol"], max_steps=max_steps, record=rec, **hp)
 
-            def run(rec=False):
-                state = initial_state(P.d, B, alpha=alpha, where=task["method"])
-                seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
-                res = iterate(direction, state, np.asarray(task["lr"], dtype=np.float64),
-                              batch_size=task["batch_size"], label_noise=task["label_noise"] or 0.0, seeds=seeds,
-                              max_steps=MAX_STEPS["discrete"] if max_steps is None else max_steps,
-                              record_every=int(rec) if rec else 0)
-                res.info["alpha"] = alpha
-                return res
     if record:
         cap = max_steps if max_steps is not None else MAX_STEPS[task["time"]]
         result = record_runs(run, time=task["time"], max_steps=cap)

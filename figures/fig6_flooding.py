@@ -98,7 +98,7 @@ def compute(quick: bool = False) -> list[dict]:
         P = C.problem(cfg, seed)
         for eta in etas(quick):
             res = C.run(P, "flood", cfg, alpha=ALPHA, flood_level=LEVEL, time="discrete", lr=float(eta),
-                        max_steps=int(round(T / eta)), record=True)
+                        max_steps=int(round(T / eta)), record=True, flood_cycle_stop=False)
             a = analyse(P, res, float(eta), LEVEL)
             gm, gp = np.asarray(a["gain_meas"]), np.asarray(a["gain_fgr"])
             rec = dict(kind="run", seed=seed, eta=float(eta), status=str(res.status[0]),

@@ -301,12 +301,6 @@ def test_citation_parser_detects_bad_citations():
 # -------------------------------------------------------------------------------------------------
 
 
-#: Pages linked before they land: docs/conventions.md ("coming from other DLN codes") is written
-#: alongside the conformance tests in a parallel change. Tolerated only while it does not exist;
-#: delete the entry once it is merged.
-PENDING = {"docs/conventions.md"}
-
-
 def test_relative_links_of_readme_and_docs_resolve():
     files = set(tracked_files())
     folders = {"/".join(f.split("/")[:i]) for f in files for i in range(1, f.count("/") + 1)}
@@ -320,8 +314,6 @@ def test_relative_links_of_readme_and_docs_resolve():
                 continue
             checked += 1
             resolved = os.path.normpath(os.path.join(os.path.dirname(rel), path)).replace(os.sep, "/").rstrip("/")
-            if resolved in PENDING and not (ROOT / resolved).exists():
-                continue
             if resolved not in files and resolved not in folders:
                 broken.append(f"{rel}: [{target}] → {resolved} is not a tracked file")
     assert checked >= 5

@@ -70,7 +70,7 @@ def parse_simulate(text: str) -> dict:
     if m:
         out.update(prediction_rel_error=number(m[1]), kkt_residual=number(m[2]))
     else:
-        assert re.fullmatch(r"  prediction        n/a \(no exact prediction for a run that ended \w+\)", rest[0]), rest[0]
+        assert re.fullmatch(r"  prediction        n/a \((the run ended (diverged|max_steps)|no closed form for this limit: .*)\)", rest[0]), rest[0]
         out.update(prediction_rel_error=None, kkt_residual=None)
     out["prediction_theory_rel_error"] = None
     if len(rest) > 1:

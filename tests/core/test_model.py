@@ -39,15 +39,31 @@ def test_per_run_alpha():
     np.testing.assert_allclose(log_c(st), 2 * np.log(np.repeat(al[:, None], 6, axis=1)), rtol=1e-15)
 
 
-def test_per_coordinate_alpha():
+def test_per_coordinate_alpha_is_u0_equal_v0():
+    """A per-coordinate α (docs/theory.md §1: u(0) = v(0) = α_i) goes through u0 = v0 (shape (d,))."""
     al = np.linspace(0.05, 1.0, 5)
-    st = initial_state(5, 2, alpha=al)
+    st = initial_state(5, 2, u0=al, v0=al)
     np.testing.assert_allclose(st.u, np.broadcast_to(al, (2, 5)), rtol=1e-15)
     np.testing.assert_allclose(st.v, np.broadcast_to(al, (2, 5)), rtol=1e-15)
     np.testing.assert_array_equal(beta(st), 0.0)
-    # single run with a (d,) vector
-    st1 = initial_state(5, 1, alpha=al)
+    st1 = initial_state(5, 1, u0=al, v0=al)
     np.testing.assert_allclose(st1.u[0], al, rtol=1e-15)
+
+
+@pytest.mark.parametrize("B, d", [(3, 3), (1, 1), (4, 4), (2, 5), (5, 2)])
+def test_a_vector_is_never_guessed(B, d):
+    """alpha (B,) is per run and u0 (d,) per coordinate, whatever B and d (B = d included)."""
+    runs = np.linspace(0.1, 0.9, B)
+    coords = np.linspace(0.2, 2.0, d)
+    st = initial_state(d, B, alpha=runs)
+    np.testing.assert_allclose(st.u, np.repeat(runs[:, None], d, axis=1), rtol=1e-15)
+    st = initial_state(d, B, u0=coords, v0=coords)
+    np.testing.assert_allclose(st.u, np.broadcast_to(coords, (B, d)), rtol=1e-15)
+    if B != d:  # the other length is refused, with the keyword that takes it
+        with pytest.raises(DLNError, match=r"one value per run \(shape \(B,\) = \(%d,\)\).*u0 = v0 = alpha" % B):
+            initial_state(d, B, alpha=coords)
+        with pytest.raises(DLNError, match=r"one value per coordinate \(shape \(d,\) = \(%d,\)\)" % d):
+            initial_state(d, B, u0=runs, v0=runs)
 
 
 def test_full_alpha_array_and_independent_copies():
@@ -87,7 +103,9 @@ def test_general_u0_v0():
     (dict(alpha=-1.0), r"'alpha' parameter of init must be > 0"),
     (dict(alpha=np.array([0.1, -0.2, 0.3])), r"'alpha' parameter of init must be > 0"),
     (dict(alpha=np.nan), r"'alpha' parameter of init must be finite"),
-    (dict(alpha=np.ones(4)), r"'alpha' parameter of init must be a scalar or of shape"),
+    (dict(alpha=np.ones(4)), r"'alpha' parameter of init must be a scalar, one value per run"),
+    (dict(alpha=np.ones(5)), r"'alpha' parameter of init must be a scalar, one value per run"),
+    (dict(u0=np.ones(3), v0=np.ones(3)), r"'u0' parameter of init must be a scalar, one value per coordinate"),
     (dict(alpha=0.1, u0=np.ones(5), v0=np.ones(5)), r"'alpha' parameter of init must be given without u0/v0"),
     (dict(), r"'alpha' parameter of init must be given \(or both u0 and v0\)"),
     (dict(u0=np.ones(5)), r"'alpha' parameter of init must be given \(or both u0 and v0\)"),

@@ -134,7 +134,7 @@ def test_large_single_hyper_parameter(small_problem, method, variant):
 # ---------------------------------------------------------------------------------------------
 # α from 1e-12 to 1e3
 # ---------------------------------------------------------------------------------------------
-ALPHAS = np.geomspace(1e-12, 1e3, 16)  # 16 runs per batch (d = 12: no ambiguity with per-coordinate α)
+ALPHAS = np.geomspace(1e-12, 1e3, 16)  # 16 runs per batch (a vector alpha is always one value per run)
 
 
 @pytest.mark.parametrize("time_", ["flow", "discrete"])

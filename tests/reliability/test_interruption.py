@@ -242,3 +242,28 @@ def test_appends_are_whole_lines_flushed_and_fsynced(tmp_path, monkeypatch):
         text = events[i][1]
         assert text.endswith("\n") and all(parse_line(line) for line in text.splitlines())
         assert [k for k, _ in events[i + 1:i + 3]] == ["flush", "fsync"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="process identity through /proc")
+def test_a_worker_whose_sweep_died_before_its_initializer_exits():
+    """A sweep killed between forking a worker and the worker's initializer: the identity the worker
+    checks is the one the sweep took of itself before the pool started, so the orphan exits at once
+    (it used to read the identity of an already dead process, None, which never changed: the worker
+    waited for work forever)."""
+    import subprocess
+    import sys
+
+    from reliability_helpers import subprocess_env
+
+    code = ("import os, sys\n"
+            "from dln.workers import _process_id, _worker_init\n"
+            "me = _process_id(os.getpid())\n"
+            "dead = (me[0], str(int(me[1]) - 1))  # this pid with another start time: a process that is gone\n"
+            "_worker_init({}, me)\n"
+            "print('alive', flush=True)\n"
+            "_worker_init({}, dead if sys.argv[1] == 'dead' else None)\n"
+            "print('still alive', flush=True)\n")
+    for arg in ("dead", "none"):
+        proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, timeout=60,
+                              env=subprocess_env())
+        assert proc.stdout.split() == ["alive"] and proc.returncode == 1, (arg, proc.stdout, proc.stderr)
