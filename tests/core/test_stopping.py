@@ -88,7 +88,9 @@ def test_flow_normalized_sam_stops_in_seconds(default_problem):
     t0 = time.monotonic()
     res = run_batch(P, "sam", rho=0.05, alpha=0.1)
     assert time.monotonic() - t0 < 60
-    assert res.status[0] == "max_steps" and res.steps[0] < 2000
+    # the reduced-state W-method reaches the interpolators and stops there by the loss or
+    # stationarity rule (converged); the old SDIRK stalled (max_steps)
+    assert res.status[0] in ("max_steps", "converged") and res.steps[0] < 2000
     assert res.loss[0] < 1e-12 * P.loss(np.zeros(P.d))
 
 
