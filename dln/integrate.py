@@ -306,7 +306,8 @@ class GeneralSystem:
         """(‖m⊙δz‖/‖m‖, RMS of (δ ln c, coef·δI)) with m = u^D + v^D (docs/theory.md §1 at D = 2)."""
         d = self.d
         _, uD, vD = pt[:3]
-        m = uD + vD
+        lm = np.logaddexp(self.D * pt[3], self.D * pt[4])  # ln m: m underflows at α ~ 1e-200
+        m = np.exp(lm - np.max(lm, axis=1, keepdims=True))
         ez = (E[:, :d] - E[:, d:2 * d]) * m
         ez = np.sqrt(np.einsum("bd,bd->b", ez, ez) / np.einsum("bd,bd->b", m, m))
         el = E[:, :d] + E[:, d:2 * d]
@@ -363,7 +364,7 @@ class _Reduced:
         self.s.solve(rhs, sigma, out)
 
     def error_parts(self, E, pt):
-        return self.s.error_parts(E, pt[0], pt[1])
+        return self.s.error_parts(E, *pt)
 
     @staticmethod
     def log_uv(pt):

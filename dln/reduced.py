@@ -400,15 +400,19 @@ class ReducedSystem:
         out[:, :n] = np.matmul(self.Rm, w)[:, :, 0]
 
     # -- error norm and the network's coordinates ---------------------------------------------
-    def error_parts(self, E, beta, m):
+    def error_parts(self, E, beta, m, A=None, Bv=None):
         """(‖m⊙δz‖/‖m‖, RMS of δℓ) for a state error E: δz = Xᵀδν, δℓ = −coef·(X⊙X)ᵀδμ or −coef·δI.
 
         δβ = m⊙δz + β⊙δℓ; the limit β∞ = argmin φ_c depends on the path only through c = e^ℓ (docs/theory.md
         §4), so δℓ errors stay while δz errors are forgotten (see :func:`dln.integrate.flow`)."""
         n = self.n
-        ez = (E[:, :n] @ self.X) * m
-        mm = np.einsum("bd,bd->b", m, m)
-        ez = np.sqrt(np.einsum("bd,bd->b", ez, ez) / mm)
+        if A is None:
+            w = m / np.max(m, axis=1, keepdims=True)
+        else:  # m/max m in the log domain: m itself underflows at α ~ 1e-200, ‖m‖² at 1e-100
+            lm = np.logaddexp(A, Bv)
+            w = np.exp(lm - np.max(lm, axis=1, keepdims=True))
+        ez = (E[:, :n] @ self.X) * w
+        ez = np.sqrt(np.einsum("bd,bd->b", ez, ez) / np.einsum("bd,bd->b", w, w))
         if not self.any_coef:
             return ez, np.zeros_like(ez)
         dl = (E[:, n:] @ self.X2) if not self.full else E[:, n:]
