@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-import scipy.optimize
 
 from analysis.potentials import asinh_ratio
 
@@ -440,6 +439,8 @@ def min_l1(X, y):
     X = _as_matrix(X, who)
     n, d = X.shape
     y = _as_target(y, n, who)
+    import scipy.optimize  # here, not at import time: it is the slowest part of scipy to import
+
     result = scipy.optimize.linprog(
         np.ones(2 * d),
         A_eq=np.hstack([X, -X]),

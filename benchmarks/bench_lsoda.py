@@ -301,17 +301,16 @@ def profile_rows(P, method="fgr", variant="per-sample", rtol=RTOL, size="full"):
     kw = dict(workload(size))[method]
     res, st, wall = _profile(lambda: run_batch(P, method, variant=variant, rtol=rtol, loss_tol=LOSS_TOL, **kw))
     total = _cum(st, lambda f, n: f.endswith("dln/integrate.py") and n == "flow")
+    red = lambda f: f.endswith("dln/reduced.py")  # noqa: E731
     parts = {
-        "direction_evals": _cum(st, lambda f, n: f.endswith("dln/methods.py") and n == "__call__"),
-        # the Jacobian model (Direction.linearization, called from _Jacobian.refresh), the n×n
-        # factorizations and the _Solver set-up
-        "jacobian_model_and_factor": _cum(st, lambda f, n: (f.endswith("dln/integrate.py") and n in (
-            "__init__", "refresh", "update", "factor")) or (f.endswith("dln/methods.py") and n == "linearization")),
-        "woodbury_solves": _cum(st, lambda f, n: f.endswith("dln/integrate.py") and n == "solve"),
-        "error_norms": _cum(st, lambda f, n: f.endswith("dln/integrate.py") and n == "_rms"),
+        "direction_evals": _cum(st, lambda f, n: red(f) and n == "rates"),
+        # the Jacobian model: Gram matrices and the eigendecomposition of each refreshed run
+        "jacobian_model_and_factor": _cum(st, lambda f, n: red(f) and n == "refresh"),
+        "eigen_solves": _cum(st, lambda f, n: red(f) and n == "solve"),
+        "error_norms": _cum(st, lambda f, n: red(f) and n == "error_parts"),
     }
-    ncalls = sum(v[1] for (f, _, n), v in st.items() if f.replace("\\", "/").endswith("dln/methods.py") and n == "__call__")
-    nsteps = sum(v[1] for (f, _, n), v in st.items() if f.replace("\\", "/").endswith("dln/integrate.py") and n == "_sdirk_step")
+    ncalls = sum(v[1] for (f, _, n), v in st.items() if red(f.replace("\\", "/")) and n == "rates")
+    nsteps = sum(v[1] for (f, _, n), v in st.items() if red(f.replace("\\", "/")) and n == "error_parts")
     extra = {f"{k}_%": 100.0 * v / total for k, v in parts.items()}
     extra["other_integrator_%"] = 100.0 - sum(extra.values())
     extra["batched_direction_calls"] = ncalls

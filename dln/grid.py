@@ -17,9 +17,13 @@ cell's parameters (not its position in the grid): adding a grid value never chan
 another cell.  The mini-batch / label-noise randomness of a discrete run comes from
 ``SeedSequence(root_seed, spawn_key=(1, run_key))`` with ``run_key`` a stable hash of the run.
 
-Batching.  Runs that differ only in α, γ, ε, ρ, flooding level and η share a dataset and go through
-the simulator as one vectorized batch, split into chunks of at most ``chunk_size`` runs.  Chunks are
-fixed by the grid alone (not by ``--workers`` or ``--shard``): ``--shard I/N`` takes every N-th chunk.
+Batching.  Continuous-time runs on one dataset (cell and seed) go through ``flow`` as one
+heterogeneous batch, whatever their method, variant and hyper-parameters (``dln.methods.Stack``,
+docs/design.md §2); the batch is split only to bound memory (:func:`flow_chunk_limit`) or at an
+explicit ``chunk_size``.  Discrete-time runs (``iterate``) are batched per method, variant, batch
+size and label noise, in chunks of at most ``chunk_size`` (default 32).  A group is split into
+near-equal chunks of consecutive runs (in grid order).  Chunks are fixed by the grid alone (not by ``--workers`` or ``--shard``):
+``--shard I/N`` takes every N-th chunk.
 """
 from __future__ import annotations
 
@@ -59,7 +63,11 @@ _INT_RULES = {"n": 1, "d": 1, "k": 1, "batch_size": 1, "seed": 0}
 _CHOICES = {"method": METHODS, "variant": VARIANTS, "time": TIMES, "design": DESIGNS}
 LIST_KEYS = tuple(_CHOICES) + tuple(_FLOAT_RULES) + tuple(_INT_RULES)
 GEOM_KEYS = ("alpha", "gamma", "eps", "rho", "flood_level", "lr", "label_noise")
-SETTING_DEFAULTS = {"depth": 2, "rtol": DEFAULT_RTOL, "max_steps": None, "root_seed": 0, "chunk_size": 32}
+SETTING_DEFAULTS = {"depth": 2, "rtol": DEFAULT_RTOL, "max_steps": None, "root_seed": 0, "chunk_size": None}
+#: discrete-time batches hold at most this many runs unless ``chunk_size`` says otherwise
+DISCRETE_CHUNK = 32
+#: memory a flow batch may use (its per-run arrays, see :func:`flow_chunk_limit`)
+FLOW_MEMORY = 256 * 2**20
 GRID_KEYS = frozenset(LIST_KEYS) | {f"{k}_geom" for k in GEOM_KEYS} | {"seeds", "data"} | set(SETTING_DEFAULTS)
 MAX_RUNS = 10_000_000
 
@@ -172,8 +180,10 @@ def _normalize(raw: dict, source: str) -> dict:
             if not isinstance(value, (str, os.PathLike, Problem)):
                 raise fail("data", W, "a file name (.npz or .csv)", value)
             out[name] = value if isinstance(value, Problem) else _data_name(value)
-        elif name in ("depth", "root_seed", "chunk_size"):
-            out[name] = _integer(name, value, ge={"depth": 2, "root_seed": 0, "chunk_size": 1}[name])
+        elif name in ("depth", "root_seed"):
+            out[name] = _integer(name, value, ge={"depth": 2, "root_seed": 0}[name])
+        elif name == "chunk_size":
+            out[name] = None if value is None else _integer(name, value, ge=1)
         elif name == "max_steps":
             out[name] = None if value is None else _integer(name, value, ge=1)
         elif name == "rtol":
@@ -476,16 +486,26 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
         seen[rid] = i
         runs.append(dict(run=i, run_id=rid, **run))
         cells_of.append(cell)
-    # -- batches: same dataset, method, variant, time, batch size and label noise ---------------
+    # -- batches: flow runs per dataset; discrete runs per dataset, method, variant, batch size, noise -
     groups: dict = {}
     for i, run in enumerate(runs):
-        key = (cells_of[i]["sha"], run["seed"], run["method"], run["variant"], run["time"], run["batch_size"],
-               run["label_noise"])
+        if run["time"] == "flow":
+            key = (cells_of[i]["sha"], run["seed"], "flow")
+        else:
+            key = (cells_of[i]["sha"], run["seed"], run["method"], run["variant"], run["time"], run["batch_size"],
+                   run["label_noise"])
         groups.setdefault(key, []).append(i)
     chunks = []
     size = settings["chunk_size"]
-    for members in groups.values():
-        m = -(-len(members) // size)
+    for key, members in groups.items():
+        first = runs[members[0]]
+        if size is not None:
+            cap = size
+        elif key[-1] == "flow":
+            cap = flow_chunk_limit(first["n"], first["d"], settings["depth"])
+        else:
+            cap = DISCRETE_CHUNK
+        m = -(-len(members) // cap)
         q, r = divmod(len(members), m)
         start = 0
         for j in range(m):
@@ -503,16 +523,29 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
         first, cell = runs[members[0]], cells_of[members[0]]
         stochastic = first["time"] == "discrete" and (first["batch_size"] is not None
                                                       or (first["label_noise"] or 0) > 0)
+        segments: dict = {}  # (method, variant) → positions in the chunk, in order of appearance
+        for pos, i in enumerate(members):
+            segments.setdefault((runs[i]["method"], runs[i]["variant"]), []).append(pos)
+        used = {h for (meth, _) in segments for h in PARAMS[meth]}
         plan.tasks[j] = dict(
             chunk=j, runs=members, problem=cell["spec"], data_seed=(root, _cell_key(cell), first["seed"]),
             method=first["method"], variant=first["variant"], time=first["time"], batch_size=first["batch_size"],
-            label_noise=first["label_noise"],
+            label_noise=first["label_noise"], segments=[(m, v, pos) for (m, v), pos in segments.items()],
             alpha=[runs[i]["alpha"] for i in members],
-            **{h: ([runs[i][h] for i in members] if h in PARAMS[first["method"]] else None) for h in HYPER},
+            **{h: ([runs[i][h] for i in members] if h in used else None) for h in HYPER},
             lr=None if first["time"] == "flow" else [runs[i]["lr"] for i in members],
             seeds=[(root, int(runs[i]["run_id"][1:], 16)) for i in members] if stochastic else None,
             depth=settings["depth"], rtol=settings["rtol"], max_steps=settings["max_steps"])
     return plan
+
+
+def flow_chunk_limit(n: int, d: int, depth: int = 2) -> int:
+    """Runs per flow batch that fit in :data:`FLOW_MEMORY`: the per-run arrays of ``flow`` are the
+    n×3n Jacobian model, ~12 state-sized vectors (2n or n + d numbers; 3d in the general form at
+    depth D >= 3) and ~12 temporaries of length d in an evaluation."""
+    width = 3 * d if depth != 2 else n + d
+    per_run = 8 * (3 * n * n + 12 * width + 12 * d + (4 * d if depth != 2 else 0))
+    return max(1, int(FLOW_MEMORY // per_run))
 
 
 def _cell_key(cell) -> int:

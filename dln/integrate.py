@@ -1,20 +1,25 @@
 """Integrators: ``flow`` (continuous time, stiff-capable) and ``iterate`` (discrete maps).
 
-Both consume a :class:`~dln.methods.Direction` over a batch of B runs in log coordinates
-(a, b) = (ln|u|, ln|v|), with the gain integral I = ∫ gain dt carried as extra state (docs/design.md §2).
+``flow`` integrates a batch of runs by the Rosenbrock-W method ROS34PW2 (:mod:`dln.rosenbrock`)
+with per-run step sizes, per-run Jacobian models and per-run status:
 
-``flow`` is a singly diagonally implicit Runge–Kutta method (SDIRK, order 4 with an embedded
-order-3 error estimate, L-stable; Hairer & Wanner, Solving ODEs II, Table IV.6.5) with per-run
-step sizes.  The stage equations are solved by simplified Newton iterations whose matrix
-I − hγA uses the rank-n model A = U C Vᵀ of :class:`~dln.methods.Linearization`, inverted by the
-Woodbury identity with one n×n matrix per run (docs/design.md §3): cost O(B(n²d + n³)) per step, not
-O(B d³).  Two properties follow from the construction and are tested:
+- at depth 2 (``state_form="reduced"``, the default) in the reduced state of :mod:`dln.reduced`:
+  z = z0 + Xᵀν and ln(u⊙v) = ln c0 − coef·(X⊙X)ᵀμ, 2n numbers per run (per-sample variants) or
+  n + d (full-batch variants, ln c ∈ R^d), a theorem of docs/theory.md §4 that holds for every method;
+- in the network's own coordinates (a, b) = (ln|u|, ln|v|) with the gain integral I = ∫gain dt as
+  extra state (``state_form="general"``, docs/design.md §2, and always at depth D ≥ 3).  There the
+  invariants of docs/theory.md §7 (ln(u⊙v) + coef·I constant, z − z0 ∈ range Xᵀ) are *checked*: the
+  Jacobian model never acts along them, so they hold to round-off whatever the step error.
 
-- linear invariants of the flow are preserved to round-off, whatever the step error: a + b + coef·I
-  (ln(u⊙v) = ln c0 − coef·∫gain, docs/theory.md §7.2–§8) and the null-space part of z = a − b
-  (z − z0 ∈ range Xᵀ, docs/theory.md §4), because UCVᵀ has no component along them;
-- the method is L-stable, so once the fast modes have decayed it takes steps limited by accuracy
-  on the slow modes only (docs/theory.md §2.2: t ∝ ln(1/α) and beyond).
+The W of the method is a model of the stiff part of the Jacobian, n×n per run, diagonalized when it
+is rebuilt (every ``jacobian_age`` steps and after a rejected step), so that (σ − W)⁻¹ is two n×n
+products for any step size.  The local error is measured where it matters, in β: for a state error
+(δz, δℓ), δβ = m⊙δz + β⊙δℓ, relative to ‖m‖ (m = u² + v²; docs/theory.md §1), so tiny off-support
+weights (m ≈ 2c) do not drive the steps; the tolerance is scaled so that the relative error of the
+limit β∞ is about ``rtol`` (measured: docs/theory.md §4 ... README "How it integrates").
+
+``iterate`` (discrete maps: GD, SGD, label noise, in log coordinates) lives in :mod:`dln.discrete`;
+it is importable from here too.
 """
 from __future__ import annotations
 
@@ -23,49 +28,54 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import check_int, check_real, fail
-from .methods import Direction
-from .model import State, beta as beta_of
+from . import rosenbrock as ros
+from .errors import check_choice, check_int, check_real, fail
+from .methods import Direction, Stack
+from .model import State, beta as beta_of, powers
+from .reduced import ReducedSystem, coefficients, stack_coefficients
 from .stopping import LOG_HUGE, LOSS_GROWTH, STATUSES, diverged as _diverged  # noqa: F401 (re-exported)
 
-# Hairer & Wanner SDIRK4 (γ = 1/4), stiffly accurate: b = last row of A.
-_G = 0.25
-_A = np.array([
-    [1 / 4, 0, 0, 0, 0],
-    [1 / 2, 1 / 4, 0, 0, 0],
-    [17 / 50, -1 / 25, 1 / 4, 0, 0],
-    [371 / 1360, -137 / 2720, 15 / 544, 1 / 4, 0],
-    [25 / 24, -49 / 48, 125 / 16, -85 / 12, 1 / 4],
-])
-_B = _A[-1].copy()
-_BHAT = np.array([59 / 48, -17 / 96, 225 / 32, -85 / 12, 0.0])
-_C = _A.sum(axis=1)
-TABLEAU = dict(A=_A, b=_B, bhat=_BHAT, c=_C, gamma=_G)
+#: Default tolerance of ``flow``: the relative error of the limit β∞ it aims at.
+DEFAULT_RTOL = 1e-8
+#: The local error test (module docstring): RMS(δ ln c) ≤ LOG_C_TOL·rtol and ‖m⊙δz‖/‖m‖ ≤ Z_TOL·rtol,
+#: combined in quadrature.  The limit depends on the path only through c (docs/theory.md §4): errors of
+#: ln c stay and add up along the path, errors of z are forgotten at convergence.  Calibrated on the
+#: benchmark workload so that the largest relative error of β∞ is ≈ rtol (README: rtol → measured error).
+LOG_C_TOL = 3.0
+Z_TOL = 300.0
+Z_TOL_MAX = 3e-4
+LOG_C_TOL_MAX = 3e-5
+#: Steps a run's Jacobian model is reused before it is rebuilt (and after a rejected step, unless the
+#: model is younger than _REJECT_REFRESH_AGE steps).
+JACOBIAN_AGE = 30
+STATE_FORMS = ("auto", "reduced", "general")
 
-# ROS34PW2 (Rang & Angermann 2005, BIT 45:761), a Rosenbrock-W method: order 3 for ANY matrix W
-# in (I − γhW)k_i = h f(y + Σ_j a_ij k_j) + hW Σ_j g_ij k_j, stiffly accurate, L-stable;
-# embedded order 2.  One linear solve and one evaluation per stage, no Newton iterations.
-_RG = 4.3586652150845900e-01
-_RA = np.array([
-    [0.0, 0.0, 0.0, 0.0],
-    [8.7173304301691801e-01, 0.0, 0.0, 0.0],
-    [8.4457060015369423e-01, -1.1299064236397981e-01, 0.0, 0.0],
-    [0.0, 0.0, 1.0, 0.0],
-])
-_RGAM = np.array([
-    [0.0, 0.0, 0.0, 0.0],
-    [-8.7173304301691801e-01, 0.0, 0.0, 0.0],
-    [-9.0338057013044082e-01, 5.4180672388095326e-02, 0.0, 0.0],
-    [2.4212380706095346e-01, -1.2232505839045147e+00, 5.4526025533510214e-01, 0.0],
-])
-_RB = np.array([2.4212380706095346e-01, -1.2232505839045147e+00, 1.5452602553351023e+00, 4.3586652150845900e-01])
-_RBHAT = np.array([3.7810903145819369e-01, -9.6042292212423178e-02, 0.5, 2.1793326075422950e-01])
-ROS34PW2 = dict(A=_RA, Gamma=_RGAM, b=_RB, bhat=_RBHAT, gamma=_RG)
-SCHEMES = ("sdirk4", "ros34pw2")
+_REJECT_REFRESH_AGE = 4
+#: the first model is built after this many steps (the flows start slow: W = 0 until then)
+_FIRST_REFRESH = 4
 
-#: Default local error tolerance of ``flow``: ~1e-8 relative error of β∞ against a 1e-12 reference
-#: (the exact invariants hold to round-off whatever the tolerance).
-DEFAULT_RTOL = 1e-9
+#: Attempted steps between two checks of ``flow``'s stall rule (:func:`_stalled`).
+STALL_ATTEMPTS = 200
+
+
+def _stalled(attempts, t, checkpoint) -> np.ndarray:
+    """True where ``STALL_ATTEMPTS`` attempted steps since the last checkpoint (attempts, t) advanced
+    the time by at most 1e-4·t (a mean step below 5e-7·t): the step size has collapsed on a
+    discontinuity of the right-hand side (normalized SAM's ρ∇L/‖∇L‖ on the interpolators, measured
+    ~2e-8·t per attempt, docs/theory.md §8), where the flow cannot be followed further.  ``flow``
+    then stops the run with status ``max_steps``.  Smooth flows, saddle escapes at α = 1e-100
+    included, take steps of 1e-5·t or more."""
+    return (attempts >= checkpoint[:, 0] + STALL_ATTEMPTS) & (t - checkpoint[:, 1] <= 1e-4 * t)
+
+
+def _stationary(loss, loss_then, tol) -> np.ndarray:
+    """True where the loss has changed by at most tol·L since the last checkpoint, at half the
+    current time (``flow``'s second stationarity test).  ``tol`` is at least the local error
+    tolerance: the loss is not resolved better than that, and on a collapsed run (u⊙v → 0, the loss
+    at a non-interpolating stationary value) the step-to-step change is that noise."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(loss - loss_then) <= tol * loss
+
 
 @dataclass
 class Trajectory:
@@ -90,8 +100,9 @@ class Result:
     """Final state and bookkeeping of a batch of runs (continuous or discrete time).
 
     ``log_c`` is the measured ln|u⊙v| = a + b; ``log_c_theory`` is ln c0 − gain_coef·gain, the
-    effective α² predicted by the integrated gain (docs/theory.md §7); ``tilt`` is Φ for discrete time
-    (docs/theory.md §5.1, zero in continuous time).
+    effective α² predicted by the integrated gain (docs/theory.md §7; in the reduced state of ``flow``
+    both are the same number by construction); ``tilt`` is Φ for discrete time (docs/theory.md §5.1,
+    zero in continuous time).
     """
 
     direction: Direction
@@ -128,96 +139,385 @@ class Result:
     def z(self) -> np.ndarray:
         return self.state.a - self.state.b
 
+    def take(self, rows) -> "Result":
+        """The runs ``rows`` (in that order), with the same direction (for a Stack: to put the runs in
+        another order, e.g. a sweep chunk's)."""
+        tr = self.trajectory
+        if tr is not None:
+            tr = Trajectory(tr.t[:, rows], tr.beta[:, rows], tr.loss[:, rows], tr.log_c[:, rows])
+        st = State(self.state.a[rows], self.state.b[rows], self.state.su[rows], self.state.sv[rows])
+        B = self.beta.shape[0]
+        info = {k: (v[rows] if isinstance(v, np.ndarray) and v.shape[:1] == (B,) else v) for k, v in self.info.items()}
+        return Result(self.direction, st, self.beta[rows], self.loss[rows], self.status[rows], self.t[rows],
+                      self.steps[rows], self.n_evals[rows], self.gain[rows], self.log_c0[rows], self.z0[rows],
+                      self.tilt[rows], rejected=None if self.rejected is None else self.rejected[rows],
+                      trajectory=tr, beta_mean=None if self.beta_mean is None else self.beta_mean[rows], info=info)
+
+    def split(self) -> list:
+        """One :class:`Result` per member of a :class:`~dln.methods.Stack` (views, in order)."""
+        if not isinstance(self.direction, Stack):
+            return [self]
+        out = []
+        for (d, _), lo, hi in zip(self.direction.members, self.direction.offsets[:-1], self.direction.offsets[1:]):
+            s = slice(int(lo), int(hi))
+            tr = self.trajectory
+            if tr is not None:
+                tr = Trajectory(tr.t[:, s], tr.beta[:, s], tr.loss[:, s], tr.log_c[:, s])
+            st = State(self.state.a[s], self.state.b[s], self.state.su[s], self.state.sv[s])
+            out.append(Result(d, st, self.beta[s], self.loss[s], self.status[s], self.t[s], self.steps[s],
+                              self.n_evals[s], self.gain[s], self.log_c0[s], self.z0[s], self.tilt[s],
+                              rejected=None if self.rejected is None else self.rejected[s], trajectory=tr,
+                              info={k: (v[s] if isinstance(v, np.ndarray) and v.shape[:1] == self.beta.shape[:1]
+                                        else v) for k, v in self.info.items()}))
+        return out
+
 
 # ---------------------------------------------------------------------------------------------
-# Woodbury solver for (I − τA) x = r with A = U C Vᵀ (see methods.Linearization)
+# The network's own coordinates: (a, b, I) with the rank-n model of methods.Linearization
 # ---------------------------------------------------------------------------------------------
-class _Jacobian:
-    """Frozen rank-n Jacobian models for all B runs, refreshed only when stale.
+class GeneralSystem:
+    """Y = (ln|u|, ln|v|, I) ∈ R^{3d}; the rates are the direction's (docs/design.md §2).
 
-    For each run: the factors of U = [−diag(lu) Xᵀ; diag(lv) Xᵀ]/n and Vᵀ = X[diag(ru), −diag(rv)],
-    C and KC = K·C with K = X diag(ru·lu + rv·lv) Xᵀ/n (see methods.Linearization).  Any matrix
-    is a valid Newton matrix (only convergence speed depends on it), and every model keeps U in
-    range(Xᵀ), so a stale model never breaks the preserved invariants.
+    W = [[U C Vᵀ, 0], [0, 0]] with the model U C Vᵀ of :class:`~dln.methods.Linearization`;
+    (σ − UCVᵀ)⁻¹ = σ⁻¹[I + U C(σ + K C)⁻¹ Vᵀ] (Woodbury, VᵀU = −K), and K C is diagonalized once per
+    refresh: with D = 1 + ck, S = D^{1/2} K D^{1/2} = QΛQᵀ, C(σ + KC)⁻¹ = D^{1/2}Q diag(ω/(σ + μ)) QᵀD^{1/2},
+    μ = sλ + γλ², ω = s + γλ.  U has no component along a + b or null(X) in a − b, so the linear
+    invariants of the flow are preserved to round-off.
     """
 
-    def __init__(self, B: int, n: int, d: int, chunk: int = 4_000_000):
-        self.lu = np.empty((B, d))
-        self.lv = np.empty((B, d))
-        self.ru = np.empty((B, d))
-        self.rv = np.empty((B, d))
-        self.C = np.empty((B, n, n))
-        self.KC = np.empty((B, n, n))
-        self.CW = np.empty((B, n, n))  # C (I + τK C)⁻¹ for the cached τ
-        self.tau = np.full(B, np.nan)
-        self.age = np.full(B, np.iinfo(np.int64).max // 2)
-        self.chunk = chunk
+    def __init__(self, direction, state0: State, rows):
+        self.direction = direction
+        self.X = direction.problem.X
+        n, d = self.X.shape
+        self.n, self.d = n, d
+        self.N = 3 * d
+        self.D = direction.D
+        self.rows = np.asarray(rows)
+        self.su, self.sv = state0.su[self.rows], state0.sv[self.rows]
+        self.coef = np.broadcast_to(direction.gain_coef, (direction.batch, 1))
+        self.coef = self.coef[self.rows] if self.coef.shape[0] > 1 else np.broadcast_to(self.coef, (self.rows.size, 1))
+        self.B = self.rows.size
+        for name in ("lu", "lv", "ru", "rv"):
+            setattr(self, name, np.zeros((self.B, d)))
+        self.Lm = np.zeros((self.B, n, n))
+        self.Rm = np.zeros((self.B, n, n))
+        self.mu = np.zeros((self.B, n))
+        self.omega = np.zeros((self.B, n))
+        self.inv = np.zeros((self.B, n))
 
-    def refresh(self, direction, rows, state: State, X):
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing model fails the step
-            self._refresh(direction, rows, state, X)
+    def y0(self, state0):
+        r = self.rows
+        return np.hstack([state0.a[r], state0.b[r], np.zeros((r.size, self.d))]).astype(np.float64)
 
-    def _refresh(self, direction, rows, state: State, X):
-        n, d = X.shape
-        lin = direction.linearization(state, rows)
-        B = rows.size
-        lu, lv = np.broadcast_to(lin.lu, (B, d)), np.broadcast_to(lin.lv, (B, d))
-        self.lu[rows], self.lv[rows], self.ru[rows], self.rv[rows] = lu, lv, lin.ru, lin.rv
-        w = lin.ru * lu + lin.rv * lv
-        K = np.empty((B, n, n))
-        step = max(1, self.chunk // (n * d))
-        for s in range(0, B, step):  # K = X diag(w) Xᵀ / n, in blocks to bound memory
-            K[s:s + step] = np.matmul(X * w[s:s + step, None, :], X.T) / n
-        C = lin.scale[:, None, None] * np.eye(n) + lin.gamma_k[:, None, None] * K
-        if lin.ck is not None:
-            C = C + lin.ck[:, :, None] * np.eye(n)
-        self.C[rows] = C
-        self.KC[rows] = np.matmul(K, C)
-        self.age[rows] = 0
-        self.tau[rows] = np.nan
+    def take(self, keep):
+        for name in ("rows", "su", "sv", "coef", "lu", "lv", "ru", "rv", "Lm", "Rm", "mu", "omega", "inv"):
+            setattr(self, name, getattr(self, name)[keep])
+        self.B = self.rows.size
 
-    def factor(self, rows, tau, rel=0.2):
-        """Make C(I + τKC)⁻¹ available for ``rows``; a factor built for τ' within 20% of τ is
-        reused (the Newton matrix then belongs to a nearby step size, which only slows Newton)."""
-        with np.errstate(invalid="ignore"):
-            need = ~(np.abs(self.tau[rows] / tau - 1.0) <= rel)
-        r = rows[need]
-        if r.size:
-            n = self.C.shape[1]
-            t = tau[need]
-            self.CW[r] = np.matmul(self.C[r], np.linalg.inv(np.eye(n) + t[:, None, None] * self.KC[r]))
-            self.tau[r] = t
-        return self.tau[rows]
+    def _sel(self, rows):
+        return None if self.direction.batch == 1 else self.rows[rows]
 
+    def rates(self, Y, out, sub=None):
+        d = self.d
+        sub = np.arange(self.B) if sub is None else sub
+        st = State(Y[:, :d], Y[:, d:2 * d], self.su[sub], self.sv[sub])
+        R = self.direction(st, self._sel(sub))
+        out[:, :d], out[:, d:2 * d], out[:, 2 * d:] = R.da, R.db, R.gain
+        uD, vD = powers(st.a, st.b, st.su, st.sv, self.D)
+        return R.loss, (uD - vD, uD, vD, Y[:, :d], Y[:, d:2 * d], Y)
 
-class _Solver:
-    """(I − τA)⁻¹ by the Woodbury identity: I + τ U C (I + τ K C)⁻¹ Vᵀ, one n×n inverse per run."""
-
-    def __init__(self, jac: _Jacobian, rows, X: np.ndarray, tau: np.ndarray):
-        self.X, self.n = X, X.shape[0]
-        self.tau = jac.factor(rows, tau)
-        self.lu, self.lv, self.ru, self.rv = jac.lu[rows], jac.lv[rows], jac.ru[rows], jac.rv[rows]
-        self.C = jac.C[rows]
-        self.CW = jac.CW[rows] * self.tau[:, None, None]
-
-    def apply(self, va, vb):
-        """The model Jacobian times a vector: A v = U C Vᵀ v (zero on the gain rows)."""
-        w = ((self.ru * va - self.rv * vb) @ self.X.T)[:, :, None]
-        back = (np.matmul(self.C, w)[:, :, 0] @ self.X) / self.n
-        return -self.lu * back, self.lv * back
-
-    def solve(self, ra, rb, rI, idx=None):
-        """Solve for the runs ``idx`` (default: all) of this solver."""
+    def refresh(self, rows, Y):
+        d, n = self.d, self.n
         X = self.X
-        sl = slice(None) if idx is None else idx
-        ru, rv, lu, lv = self.ru[sl], self.rv[sl], self.lu[sl], self.lv[sl]
-        w = ((ru * ra - rv * rb) @ X.T)[:, :, None]  # Vᵀ r
-        back = (np.matmul(self.CW[sl], w)[:, :, 0] @ X) / self.n
-        return ra - lu * back, rb + lv * back, rI
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            st = State(Y[:, :d], Y[:, d:2 * d], self.su[rows], self.sv[rows])
+            lin = self.direction.linearization(st, self._sel(rows))
+            k = rows.size
+            lu, lv = np.broadcast_to(lin.lu, (k, d)), np.broadcast_to(lin.lv, (k, d))
+            self.lu[rows], self.lv[rows], self.ru[rows], self.rv[rows] = lu, lv, lin.ru, lin.rv
+            w = lin.ru * lu + lin.rv * lv
+            K = np.matmul(X * w[:, None, :], X.T) / n
+            D = np.ones((k, n)) if lin.ck is None else 1.0 + lin.ck
+            sq = np.sqrt(D)
+            S = sq[:, :, None] * K * sq[:, None, :]
+            bad = ~np.isfinite(S).all(axis=(1, 2))
+            S[bad] = 0.0
+            lam, Q = np.linalg.eigh(S)
+            s, g = lin.scale[:, None], lin.gamma_k[:, None]
+            self.mu[rows] = s * lam + g * lam * lam
+            self.omega[rows] = s + g * lam
+            self.Lm[rows] = np.swapaxes(Q, 1, 2) * sq[:, None, :]
+            self.Rm[rows] = sq[:, :, None] * Q
+
+    def prepare(self, sigma):
+        np.add(self.mu, sigma[:, None], out=self.inv)
+        np.divide(self.omega, self.inv, out=self.inv)
+
+    def solve(self, rhs, sigma, out):
+        d, n = self.d, self.n
+        ra, rb = rhs[:, :d], rhs[:, d:2 * d]
+        p = (self.ru * ra - self.rv * rb) @ self.X.T
+        w = np.matmul(self.Lm, p[:, :, None])[:, :, 0] * self.inv
+        back = (np.matmul(self.Rm, w[:, :, None])[:, :, 0] @ self.X) / n
+        inv_s = 1.0 / sigma[:, None]
+        out[:, :d] = (ra - self.lu * back) * inv_s
+        out[:, d:2 * d] = (rb + self.lv * back) * inv_s
+        out[:, 2 * d:] = rhs[:, 2 * d:] * inv_s
+
+    def error_parts(self, E, pt):
+        """(‖m⊙δz‖/‖m‖, RMS of (δ ln c, coef·δI)) with m = u^D + v^D (docs/theory.md §1 at D = 2)."""
+        d = self.d
+        _, uD, vD = pt[:3]
+        lm = np.logaddexp(self.D * pt[3], self.D * pt[4])  # ln m: m underflows at α ~ 1e-200
+        m = np.exp(lm - np.max(lm, axis=1, keepdims=True))
+        ez = (E[:, :d] - E[:, d:2 * d]) * m
+        ez = np.sqrt(np.einsum("bd,bd->b", ez, ez) / np.einsum("bd,bd->b", m, m))
+        el = E[:, :d] + E[:, d:2 * d]
+        ei = self.coef * E[:, 2 * d:]
+        return ez, np.sqrt((np.einsum("bd,bd->b", el, el) + np.einsum("bd,bd->b", ei, ei)) / d)
+
+    @staticmethod
+    def log_uv(pt):
+        """(ln|u|, ln|v|) at the evaluated point."""
+        return pt[3], pt[4]
+
+    @staticmethod
+    def observe(pt):
+        """β, ln c, ln|u|, ln|v| at the evaluated point."""
+        beta, _, _, a, b, _ = pt
+        return beta, a + b, a, b
+
+    def gain(self, Y):
+        return Y[:, 2 * self.d:]
+
+    def rates_ab(self, F):
+        d = self.d
+        return F[:, :d], F[:, d:2 * d]
 
 
-def _rms(x, scale):
-    return np.sqrt(np.mean((x / scale) ** 2, axis=-1))
+class _Reduced:
+    """Adapter of :class:`~dln.reduced.ReducedSystem` to the engine's interface."""
+
+    def __init__(self, system: ReducedSystem):
+        self.s = system
+        self.N = system.N
+
+    @property
+    def B(self):
+        return self.s.B
+
+    def y0(self, state0):
+        return np.zeros((self.s.B, self.s.N))
+
+    def take(self, keep):
+        self.s.take(keep)
+
+    def rates(self, Y, out, sub=None):
+        loss, beta, m, A, Bv = self.s.rates(Y, out)
+        return loss, (beta, m, A, Bv)
+
+    def refresh(self, rows, Y):
+        self.s.refresh(rows, Y)
+
+    def prepare(self, sigma):
+        self.s.prepare(sigma)
+
+    def solve(self, rhs, sigma, out):
+        self.s.solve(rhs, sigma, out)
+
+    def error_parts(self, E, pt):
+        return self.s.error_parts(E, *pt)
+
+    @staticmethod
+    def log_uv(pt):
+        return 0.5 * pt[2], 0.5 * pt[3]
+
+    @staticmethod
+    def observe(pt):
+        beta, _, A, Bv = pt
+        return beta, 0.5 * (A + Bv), 0.5 * A, 0.5 * Bv
+
+    def gain(self, Y):
+        return self.s.gain(Y)
+
+    def rates_ab(self, F):
+        return self.s.rates_ab(F)
+
+
+# ---------------------------------------------------------------------------------------------
+# The W-method loop
+# ---------------------------------------------------------------------------------------------
+class _Out:
+    """Per-run results of one group, filled as runs stop."""
+
+    def __init__(self, B, d):
+        self.a = np.zeros((B, d))
+        self.b = np.zeros((B, d))
+        self.gain = np.zeros((B, d))
+        self.beta = np.zeros((B, d))
+        self.loss = np.full(B, np.nan)
+        self.status = np.full(B, "running", dtype=object)
+        self.t = np.zeros(B)
+        self.steps = np.zeros(B, dtype=np.int64)
+        self.rejected = np.zeros(B, dtype=np.int64)
+        self.evals = np.zeros(B, dtype=np.int64)
+        self.traj = []
+        self.loops = 0
+
+
+def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_steps, t_max, record, jacobian_age,
+               d, D=2, level=None, report=None) -> _Out:
+    """Integrate the runs of ``system`` from Y until each stops (see :func:`flow` for the rules)."""
+    B, N = Y.shape
+    out = _Out(B, d)
+    idx = np.arange(B)                      # group index of each running row
+    h = np.full(B, np.nan)
+    t = np.zeros(B)
+    steps = np.zeros(B, dtype=np.int64)
+    rej = np.zeros(B, dtype=np.int64)
+    evals = np.zeros(B, dtype=np.int64)
+    age = np.full(B, jacobian_age - min(jacobian_age, _FIRST_REFRESH))  # W = 0 for the first steps
+    loss0 = np.full(B, np.nan)
+    t_plateau = np.zeros(B)
+    prev_t = np.full(B, np.nan)             # (t, L) at the start of the last accepted step
+    prev_L = np.full(B, np.nan)
+    check_t = np.zeros(B)                   # (t, L) at the last stationarity checkpoint (t doubles)
+    check_L = np.zeros(B)
+    stall_n = np.zeros(B)                   # (attempts, t) at the last stall checkpoint
+    stall_t = np.zeros(B)
+    level = np.full(B, np.nan) if level is None else np.asarray(level, dtype=np.float64).copy()
+    flood = ~np.isnan(level)
+    last_beta = np.zeros((B, d)) if record else None
+    last_logc = np.zeros((B, d)) if record else None
+    last_L = np.full(B, np.nan) if record else None
+    # at loose tolerances a large z error feeds back into ln c: z's tolerance is capped
+    z_tol, l_tol = min(Z_TOL * rtol, Z_TOL_MAX) + atol, min(LOG_C_TOL * rtol, LOG_C_TOL_MAX) + atol
+    s = ros.STAGES
+    U = np.empty((s, B, N))
+    F = np.empty((B, N))
+    Ys = np.empty((B, N))
+    first = True
+    snap = record
+    loop = 0
+    while idx.size:
+        k = idx.size
+        if report is not None:
+            report(loop, k)
+        loop += 1
+        out.loops = loop
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            L, pt = system.rates(Y, F)
+        evals[:k] += 1
+        if first:
+            with np.errstate(over="ignore", invalid="ignore"):
+                da, db = system.rates_ab(F)
+                vmax = np.maximum(np.max(np.abs(da), axis=1), np.max(np.abs(db), axis=1))
+            loss0[:] = L
+            # ln(1 + 1/c0) without forming 1/c0, which overflows for c0 < 1e-308 (α < 1e-154)
+            log_inv_c0 = np.logaddexp(0.0, -log_c0_min)
+            t_plateau[:] = 20.0 * (1.0 + log_inv_c0) / (2.0 * np.maximum(vmax, 1e-300))
+            h[:] = 1e-2 / np.maximum(vmax, 1e-12)
+            first = False
+        if snap:
+            beta, logc, _, _ = system.observe(pt)
+            last_beta[idx], last_logc[idx], last_L[idx] = beta, logc, L
+            out.traj.append((_scatter(out.t, idx, t[:k]), last_beta.copy(), last_L.copy(), last_logc.copy()))
+        # -- per-run stopping rules ---------------------------------------------------------------
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(L) & np.isfinite(F).all(axis=1)
+            bad = _diverged(L, loss0[:k], *system.log_uv(pt), D, finite)
+            conv = finite & (L <= loss_tol * loss0[:k])
+            dt = t[:k] - prev_t[:k]
+            change = np.abs(prev_L[:k] - L) * t[:k] / np.where(dt > 0, dt, np.nan)
+            conv |= finite & (t[:k] > t_plateau[:k]) & (change <= stat_tol * L)
+            # the same over the last doubling of t, robust to the integration noise in L
+            due = t[:k] >= 2.0 * check_t[:k]
+            conv |= finite & due & (t[:k] > t_plateau[:k]) & _stationary(L, check_L[:k], max(stat_tol, rtol))
+            # flooding: the loss has reached the level, the Filippov solution stays on {L = b}
+            fl = flood[:k]
+            conv |= finite & fl & (np.sign(L - level[:k]) != np.sign(loss0[:k] - level[:k]))
+        dd = np.flatnonzero(due)
+        check_t[dd], check_L[dd] = t[dd], L[dd]
+        attempts = steps[:k] + rej[:k]
+        stalled = (attempts >= stall_n[:k] + STALL_ATTEMPTS) & (t[:k] - stall_t[:k] <= 1e-4 * t[:k])
+        ck = np.flatnonzero(attempts >= stall_n[:k] + STALL_ATTEMPTS)
+        stall_n[ck], stall_t[ck] = attempts[ck], t[ck]
+        conv &= ~bad
+        over = ~bad & ~conv & ((steps[:k] >= max_steps) | (t[:k] >= t_max) | stalled)
+        stop = bad | conv | over
+        if stop.any():
+            j = np.flatnonzero(stop)
+            gi = idx[j]
+            out.status[gi[bad[j]]] = "diverged"
+            out.status[gi[conv[j]]] = "converged"
+            out.status[gi[over[j]]] = "max_steps"
+            with np.errstate(over="ignore", invalid="ignore"):
+                beta, _, la, lb = system.observe(tuple(x[j] for x in pt))
+                out.a[gi], out.b[gi], out.beta[gi] = la, lb, beta
+                out.gain[gi] = system.gain(Y[j])
+            out.loss[gi], out.t[gi], out.steps[gi], out.rejected[gi], out.evals[gi] = \
+                L[j], t[j], steps[j], rej[j], evals[j]
+            keep = np.flatnonzero(~stop)
+            if keep.size == 0:
+                break
+            idx = idx[keep]
+            k = idx.size
+            Y = Y[keep]
+            L, F = L[keep], F[keep]
+            pt = tuple(x[keep] for x in pt)
+            for arr in (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L, check_t, check_L,
+                        stall_n, stall_t, level, flood):
+                arr[:k] = arr[keep]
+            system.take(keep)
+            U, Ys = U[:, :k], Ys[:k]
+        # -- Jacobian model, then one ROS34PW2 step per run ----------------------------------------
+        stale = np.flatnonzero(age[:k] >= jacobian_age)
+        if stale.size:
+            system.refresh(stale, Y[stale])
+            age[stale] = 0
+        hh = np.minimum(h[:k], t_max - t[:k])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            sigma = 1.0 / (ros.GAMMA * hh)
+            system.prepare(sigma)
+            inv_h = (1.0 / hh)[:, None]
+            system.solve(F, sigma, U[0])
+            for i in range(1, s):
+                flat = U[:i].reshape(i, -1)
+                np.add(Y, (ros.A_HAT[i, :i] @ flat).reshape(k, N), out=Ys)
+                system.rates(Ys, F)
+                F += (ros.C_HAT[i, :i] @ flat).reshape(k, N) * inv_h
+                system.solve(F, sigma, U[i])
+            evals[:k] += s - 1
+            comb = np.stack([ros.M, ros.E]) @ U.reshape(s, -1)
+            Ynew = Y + comb[0].reshape(k, N)
+            ez, el = system.error_parts(comb[1].reshape(k, N), pt)
+            ez /= z_tol
+            el /= l_tol
+            err = np.sqrt(ez * ez + el * el)
+        age[:k] += 1
+        err = np.where(np.isfinite(err) & np.isfinite(Ynew).all(axis=1), err, np.inf)
+        acc = err <= 1.0
+        with np.errstate(divide="ignore", over="ignore"):
+            fac = 0.9 * np.maximum(err, 1e-10) ** (-1.0 / ros.ORDER)
+        fac = np.where(acc, np.clip(fac, 0.2, 5.0), np.where(np.isfinite(err), np.clip(fac, 0.1, 0.9), 0.25))
+        a = np.flatnonzero(acc)
+        prev_t[a], prev_L[a] = t[a], L[a]
+        Y[a] = Ynew[a]
+        t[a] += hh[a]
+        steps[a] += 1
+        rj = np.flatnonzero(~acc)
+        rej[rj] += 1
+        # a rejected step rebuilds a model older than a few steps before the next attempt
+        age[rj] = np.where(age[rj] >= _REJECT_REFRESH_AGE, jacobian_age, age[rj])
+        h[:k] = hh * fac
+        snap = record and a.size > 0
+    return out
+
+
+def _scatter(full, idx, values):
+    out = full.copy()
+    out[idx] = values
+    return out
 
 
 def _check_common(where, rtol, max_steps, loss_tol):
@@ -227,43 +527,53 @@ def _check_common(where, rtol, max_steps, loss_tol):
     return rtol, max_steps, loss_tol
 
 
-def _batch_size(direction: Direction, state: State, where: str) -> int:
-    B = state.a.shape[0]
+def _batch_size(direction: Direction, state0: State, where: str) -> int:
+    B = state0.a.shape[0]
     if direction.batch not in (1, B):
         raise fail("state", where, f"a batch of {direction.batch} runs (one per hyper-parameter value)",
                    f"{B} runs")
-    if state.a.shape[1] != direction.problem.d:
-        raise fail("state", where, f"of dimension d = {direction.problem.d}", state.a.shape[1])
+    if state0.a.shape[1] != direction.problem.d:
+        raise fail("state", where, f"of dimension d = {direction.problem.d}", state0.a.shape[1])
     return B
 
 
-#: Attempted steps between two checks of ``flow``'s stall rule (:func:`_stalled`).
-STALL_ATTEMPTS = 200
+def _flood_levels(direction, B: int) -> np.ndarray:
+    """Per run: the flooding level b, NaN for the other methods."""
+    members = direction.members if isinstance(direction, Stack) else [(direction, B)]
+    out = []
+    for d, k in members:
+        lev = d.params["flood_level"][:, 0] if d.method == "flood" else np.nan
+        out.append(np.broadcast_to(np.asarray(lev, dtype=np.float64), (k,)))
+    return np.concatenate(out)
 
 
-def _stalled(attempts, t, checkpoint) -> np.ndarray:
-    """True where ``STALL_ATTEMPTS`` attempted steps since the last checkpoint (attempts, t) advanced
-    the time by at most 1e-4·t (a mean step below 5e-7·t): the step size has collapsed on a
-    discontinuity of the right-hand side (normalized SAM's ρ∇L/‖∇L‖ on the interpolators, measured
-    ~2e-8·t per attempt, docs/theory.md §8), where the flow cannot be followed further.  ``flow``
-    then stops the run with status ``max_steps``.  Smooth flows, saddle escapes at α = 1e-100
-    included, take steps of 1e-5·t or more."""
-    return (attempts >= checkpoint[:, 0] + STALL_ATTEMPTS) & (t - checkpoint[:, 1] <= 1e-4 * t)
+def _groups(direction, state0: State, B: int, state_form: str):
+    """(system, rows of the batch) per group: one general system, or one reduced system per variant."""
+    general = state_form == "general" or (state_form == "auto" and direction.D != 2)
+    if general:
+        return [(GeneralSystem(direction, state0, np.arange(B)), np.arange(B))]
+    if isinstance(direction, Stack):
+        parts = [(d.variant, coefficients(d.method, d.variant, d.params, k), np.arange(lo, lo + k))
+                 for (d, k), lo in zip(direction.members, direction.offsets[:-1])]
+    else:
+        parts = [(direction.variant, coefficients(direction.method, direction.variant, direction.params, B),
+                  np.arange(B))]
+    out = []
+    for variant in ("per-sample", "full"):
+        mine = [p for p in parts if p[0] == variant]
+        if not mine:
+            continue
+        rows = np.concatenate([p[2] for p in mine])
+        sub = State(*(x[rows] for x in (state0.a, state0.b, state0.su, state0.sv)))
+        system = ReducedSystem(direction.problem, variant, stack_coefficients([p[1] for p in mine]), sub)
+        out.append((_Reduced(system), rows))
+    return out
 
 
-def _stationary(loss, loss_then, tol) -> np.ndarray:
-    """True where the loss has changed by at most tol·L since the last checkpoint, at half the
-    current time (``flow``'s second stationarity test).  ``tol`` is at least the local error
-    tolerance: the loss is not resolved better than that, and on a collapsed run (u⊙v → 0, the loss
-    at a non-interpolating stationary value) the step-to-step change is that noise."""
-    with np.errstate(invalid="ignore"):
-        return np.abs(loss - loss_then) <= tol * loss
-
-
-def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, atol: float | None = None,
+def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, atol: float = 0.0,
          loss_tol: float = 1e-24, stat_tol: float = 1e-10, max_steps: int = 20_000,
          t_max: float = math.inf, record: bool = False, jacobian_age: int | None = None,
-         scheme: str = "sdirk4", progress=None) -> Result:
+         state_form: str = "auto", progress=None) -> Result:
     """Integrate the continuous-time flow dθ/dt = −G(θ) of a batch until each run converges.
 
     A run stops with status
@@ -288,12 +598,14 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
 
     Parameters
     ----------
-    direction : Direction
-        The method (``dln.methods``).
+    direction : Direction or Stack
+        The method (``dln.methods``), or a heterogeneous batch of methods (``dln.methods.stack``).
     state0 : State
         Initial weights for B runs (continuous time keeps the signs of u and v).
-    rtol, atol : float
-        Local error tolerance on (ln|u|, ln|v|, gain integral); atol defaults to rtol.
+    rtol : float
+        Target relative error of the limit β∞ (see the module docstring).
+    atol : float
+        Absolute floor added to both local error tolerances (module docstring), 0 by default.
     loss_tol, stat_tol : float
         Convergence thresholds (relative loss; relative loss change).
     max_steps : int
@@ -303,15 +615,12 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     record : bool
         Keep the path (:class:`Trajectory`).
     jacobian_age : int, optional
-        Steps a run's Jacobian model is reused before it is rebuilt (also rebuilt after a
-        rejected step, or a slow Newton iteration); 1 rebuilds it every step.  Default 4
-        (ros34pw2) or 8 (sdirk4).
-    scheme : {"sdirk4", "ros34pw2"}
-        ``sdirk4`` (default): SDIRK order 4, simplified Newton iterations on each of 5 stages —
-        robust, since Newton converges to the implicit solution whatever the Jacobian model.
-        ``ros34pw2``: Rosenbrock-W order 3, one evaluation and one Woodbury solve per stage, no
-        Newton loop — fewer evaluations at moderate α, but its stability at very large steps
-        rests on the Jacobian model: per-sample GR at α = 1e-6 stalls at a loss of ~1e-16·L0.
+        Steps a run's Jacobian model is reused before it is rebuilt (also rebuilt after a rejected
+        step); 1 rebuilds it every step.  Default :data:`JACOBIAN_AGE`.
+    state_form : {"auto", "reduced", "general"}
+        ``reduced``: the reduced state of :mod:`dln.reduced` (depth 2 only); ``general``: the network's
+        coordinates (ln|u|, ln|v|) and the gain integral, where the theorems of docs/theory.md §4, §7
+        are checked rather than built in; ``auto`` (default): reduced at depth 2, else general.
     progress : callable, optional
         ``progress(steps_done, running, total)``, called once per iteration of the main loop
         (batched steps so far, runs still running, B); it must be cheap (``dln.progress``).
@@ -322,237 +631,61 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     """
     where = "flow"
     rtol, max_steps, loss_tol = _check_common(where, rtol, max_steps, loss_tol)
-    atol = rtol if atol is None else check_real("atol", atol, where, gt=0.0, allow_array=False)
+    atol = check_real("atol", atol, where, ge=0.0, allow_array=False)
     stat_tol = check_real("stat_tol", stat_tol, where, gt=0.0, allow_array=False)
-    from .errors import check_choice
-
-    check_choice("scheme", scheme, SCHEMES, where)
-    step_fn, order = (_ros_step, 3) if scheme == "ros34pw2" else (_sdirk_step, 4)
-    if jacobian_age is None:
-        jacobian_age = 4 if scheme == "ros34pw2" else 8
+    check_choice("state_form", state_form, STATE_FORMS, where)
+    jacobian_age = JACOBIAN_AGE if jacobian_age is None else check_int("jacobian_age", jacobian_age, where, ge=1)
     t_max = float(t_max)
     B = _batch_size(direction, state0, where)
+    if state_form == "reduced" and direction.D != 2:
+        raise fail("state_form", where, "'general' or 'auto' at depth D >= 3 (the reduction is for D = 2, "
+                   "docs/theory.md §7.7)", state_form)
     d = state0.a.shape[1]
-    X = direction.problem.X
-    a, b = np.array(state0.a, dtype=np.float64), np.array(state0.b, dtype=np.float64)
-    su, sv = state0.su.copy(), state0.sv.copy()
-    I = np.zeros((B, d))
+    a0 = np.array(state0.a, dtype=np.float64)
+    b0 = np.array(state0.b, dtype=np.float64)
+    log_c0, z0 = a0 + b0, a0 - b0
+    a, b, gain, beta = a0.copy(), b0.copy(), np.zeros((B, d)), np.zeros((B, d))
+    loss = np.full(B, np.nan)
+    status = np.full(B, "running", dtype=object)
     t = np.zeros(B)
-    h = np.full(B, np.nan)
     steps = np.zeros(B, dtype=np.int64)
     rejected = np.zeros(B, dtype=np.int64)
     evals = np.zeros(B, dtype=np.int64)
-    status = np.full(B, "running", dtype=object)
-    loss0 = np.full(B, np.nan)
-    t_plateau = np.zeros(B)
-    prev = np.full((B, 2), np.nan)  # (t, L) at the start of the last accepted step
-    check = np.zeros((B, 2))  # (t, L) at the last stationarity checkpoint (t doubles between them)
-    stall = np.zeros((B, 2))  # (attempts, t) at the last stall checkpoint (every STALL_ATTEMPTS)
-    flood = direction.method == "flood"
-    if flood:
-        level = np.broadcast_to(direction.params["flood_level"][:, 0], (B,))
-    log_c0, z0 = a + b, a - b
-    traj = [] if record else None
-    jac = _Jacobian(B, X.shape[0], d)
-
-    def F(rows, ya, yb):
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            R = direction(State(ya, yb, su[rows], sv[rows]), rows)
-        evals[rows] += 1
-        return R
-
-    def snapshot(L_all):
+    traj = None
+    if record:
         with np.errstate(over="ignore", invalid="ignore"):
-            bt = beta_of(State(a, b, su, sv), direction.D)
-        traj.append((t.copy(), bt, L_all.copy(), a + b))
+            cur_beta = beta_of(State(a0, b0, state0.su, state0.sv), direction.D)
+            cur = [np.zeros(B), cur_beta, direction.problem.loss(cur_beta), log_c0.copy()]
+        traj = []
+    kw = dict(rtol=rtol, atol=atol, loss_tol=loss_tol, stat_tol=stat_tol, max_steps=max_steps, t_max=t_max,
+              record=record, jacobian_age=jacobian_age, d=d)
+    groups = _groups(direction, state0, B, state_form)
+    form = "general" if isinstance(groups[0][0], GeneralSystem) else "reduced"
+    done = [0, 0]  # loop iterations of the groups before; their runs (all stopped)
 
-    last_L = np.full(B, np.nan)
-    loop = 0
-    while True:
-        rows = np.flatnonzero(status == "running")
-        if rows.size == 0:
-            break
+    def report(loop, running):
         if progress is not None:
-            progress(loop, rows.size, B)
-        loop += 1
-        ya, yb, yI = a[rows], b[rows], I[rows]
-        R0 = F(rows, ya, yb)
-        L = R0.loss
-        last_L[rows] = L
-        new = np.isnan(loss0[rows])
-        if new.any():
-            nr = rows[new]
-            loss0[nr] = L[new]
-            vmax = np.maximum(np.max(np.abs(R0.da[new]), axis=1), np.max(np.abs(R0.db[new]), axis=1))
-            # ln(1 + 1/c0) without forming 1/c0, which overflows for c0 < 1e-308 (α < 1e-154)
-            log_inv_c0 = np.logaddexp(0.0, -np.min(log_c0[nr], axis=1))
-            t_plateau[nr] = 20.0 * (1.0 + log_inv_c0) / (2.0 * np.maximum(vmax, 1e-300))
-            h[nr] = 1e-2 / np.maximum(vmax, 1e-12)
-            if record and len(traj) == 0:
-                snapshot(last_L)
-        # -- per-run stopping rules --------------------------------------------------------------
-        finite = np.isfinite(L) & np.isfinite(R0.da).all(axis=1) & np.isfinite(R0.db).all(axis=1)
-        bad = _diverged(L, loss0[rows], ya, yb, direction.D, finite)
-        with np.errstate(invalid="ignore"):
-            conv = finite & (L <= loss_tol * loss0[rows])
-            dt = t[rows] - prev[rows, 0]
-            change = np.abs(prev[rows, 1] - L) * t[rows] / np.where(dt > 0, dt, np.nan)
-            conv |= finite & (t[rows] > t_plateau[rows]) & (change <= stat_tol * L)
-            # the same over the last doubling of t, robust to the integration noise in L
-            due = t[rows] >= 2.0 * check[rows, 0]
-            conv |= finite & due & (t[rows] > t_plateau[rows]) & \
-                _stationary(L, check[rows, 1], max(stat_tol, rtol))
-            if flood:  # the loss has reached the level: the Filippov solution stays on {L = b}
-                conv |= finite & (np.sign(L - level[rows]) != np.sign(loss0[rows] - level[rows]))
-        check[rows[due], 0], check[rows[due], 1] = t[rows[due]], L[due]
-        conv &= ~bad
-        attempts = steps[rows] + rejected[rows]
-        stalled = _stalled(attempts, t[rows], stall[rows])
-        ck = rows[attempts >= stall[rows, 0] + STALL_ATTEMPTS]
-        stall[ck, 0], stall[ck, 1] = steps[ck] + rejected[ck], t[ck]
-        over = ~bad & ~conv & ((steps[rows] >= max_steps) | (t[rows] >= t_max) | stalled)
-        status[rows[bad]] = "diverged"
-        status[rows[conv]] = "converged"
-        status[rows[over]] = "max_steps"
-        keep = ~(bad | conv | over)
-        if not keep.any():
-            continue
-        rows, ya, yb, yI, L = rows[keep], ya[keep], yb[keep], yI[keep], L[keep]
-        K0 = (R0.da[keep], R0.db[keep], R0.gain[keep])
-        hh = np.minimum(h[rows], t_max - t[rows])
-        stale = rows[jac.age[rows] >= jacobian_age]
-        if stale.size:
-            jac.refresh(direction, stale, State(a[stale], b[stale], su[stale], sv[stale]), X)
-        # overflow or NaN inside a step only makes that run's step fail (err = inf), never a warning
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ok, new_y, err, slow = step_fn(rows, (ya, yb, yI), K0, hh, X, rtol, atol, F, jac)
-        jac.age[rows] += 1
-        acc = ok & (err <= 1.0)
-        with np.errstate(divide="ignore", over="ignore"):
-            fac = 0.9 * np.maximum(err, 1e-10) ** (-1.0 / order)
-        fac = np.where(acc, np.clip(fac, 0.2, 5.0), np.where(ok & np.isfinite(err), np.clip(fac, 0.1, 0.9), 0.25))
-        ar = rows[acc]
-        prev[ar, 0], prev[ar, 1] = t[ar], L[acc]
-        a[ar], b[ar], I[ar] = new_y[0][acc], new_y[1][acc], new_y[2][acc]
-        t[ar] += hh[acc]
-        steps[ar] += 1
-        rejected[rows[~acc]] += 1
-        jac.age[rows[slow | ~acc]] = jacobian_age  # rebuild the model before the next attempt
-        h[rows] = hh * fac
-        if record and acc.any():
-            snapshot(last_L)
-    state = State(a, b, su, sv)
+            progress(done[0] + loop, running + B - done[1] - len(rows), B)
+
+    for system, rows in groups:
+        Y = system.y0(State(*(x[rows] for x in (a0, b0, state0.su, state0.sv))))
+        o = _integrate(system, Y, np.min(log_c0[rows], axis=1), D=direction.D, level=_flood_levels(direction, B)[rows],
+                       report=report, **kw)
+        done[0] += o.loops
+        done[1] += len(rows)
+        a[rows], b[rows], gain[rows], beta[rows], loss[rows] = o.a, o.b, o.gain, o.beta, o.loss
+        status[rows], t[rows], steps[rows], rejected[rows], evals[rows] = o.status, o.t, o.steps, o.rejected, o.evals
+        if record:
+            for snap in o.traj:
+                for c, v in zip(cur, snap):
+                    c[rows] = v
+                traj.append(tuple(c.copy() for c in cur))
+    state = State(a, b, state0.su.copy(), state0.sv.copy())
     with np.errstate(over="ignore", invalid="ignore"):
-        beta = beta_of(state, direction.D)
-        loss = direction.problem.loss(beta)
+        loss = direction.problem.loss(beta)  # the loss of the returned β, by the problem's own formula
     trajectory = Trajectory(*(np.array(x) for x in zip(*traj))) if record else None
-    return Result(direction, state, beta, loss, status.astype(str), t, steps, evals, I, log_c0, z0,
-                  np.zeros((B, d)), rejected=rejected, trajectory=trajectory)
-
-
-def _ros_step(rows, y, K0, h, X, rtol, atol, F, jac):
-    """One ROS34PW2 step for the runs ``rows`` from y = (a, b, I) with step sizes h (per run).
-
-    With τ_c the step of the cached factor, the matrix used is W = (τ_c/(γh))·A: still a valid
-    W-method matrix, so the order is 3 whatever the model and the reuse (THEORY-independent
-    property of W-methods; tested).  Returns (ok, y_new, err, slow=False).
-    """
-    solver = _Solver(jac, rows, X, h * _RG)
-    wscale = (solver.tau / _RG)[:, None]  # h·W v = (τ_c/γ)·A v
-    hc = h[:, None]
-    ks = []
-    ok = np.ones(h.size, dtype=bool)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for i in range(4):
-            if i == 0:
-                Fv = K0
-            else:
-                ya = y[0] + sum(_RA[i, j] * ks[j][0] for j in range(i))
-                yb = y[1] + sum(_RA[i, j] * ks[j][1] for j in range(i))
-                R = F(rows, ya, yb)
-                Fv = (R.da, R.db, R.gain)
-            rhs = [hc * Fv[k] for k in range(3)]
-            if i:
-                va = sum(_RGAM[i, j] * ks[j][0] for j in range(i))
-                vb = sum(_RGAM[i, j] * ks[j][1] for j in range(i))
-                wa, wb = solver.apply(va, vb)
-                rhs[0] += wscale * wa
-                rhs[1] += wscale * wb
-            ks.append(solver.solve(*rhs))
-        y_new = [y[k] + sum(_RB[j] * ks[j][k] for j in range(4)) for k in range(3)]
-        e = [sum((_RB[j] - _RBHAT[j]) * ks[j][k] for j in range(4)) for k in range(3)]
-        sc = [atol + rtol * np.maximum(np.abs(y[k]), np.abs(y_new[k])) for k in range(3)]
-        err = np.sqrt((_rms(e[0], sc[0]) ** 2 + _rms(e[1], sc[1]) ** 2 + _rms(e[2], sc[2]) ** 2) / 3.0)
-    ok &= np.isfinite(err)
-    err = np.where(ok, err, np.inf)
-    return ok, y_new, err, np.zeros(h.size, dtype=bool)
-
-
-def _sdirk_step(rows, y, K0, h, X, rtol, atol, F, jac, newton_max=7, newton_tol=0.05):
-    """One SDIRK4 step for the runs ``rows`` from y = (a, b, I) with step sizes h (per run).
-
-    Returns (ok, y_new, err, slow): ok is False where Newton failed; err is the filtered, scaled
-    embedded error estimate (accept where ≤ 1); slow marks runs whose Newton iterations needed
-    more than 3 iterations at some stage (their Jacobian model should be rebuilt).
-    """
-    ya, yb, yI = y
-    Bm = ya.shape[0]
-    hg = h * _G
-    solver = _Solver(jac, rows, X, hg)
-    scale = [atol + rtol * np.abs(c) for c in y]
-    hc = h[:, None]
-    Ks = []
-    ok = np.ones(Bm, dtype=bool)
-    slow = np.zeros(Bm, dtype=bool)
-    Zprev = None
-    theta_est = np.full(Bm, np.nan)  # Newton contraction rate seen at earlier stages of this step
-    for i in range(5):
-        S = [sum(_A[i, j] * hc * Ks[j][k] for j in range(i)) if i else np.zeros_like(y[k]) for k in range(3)]
-        # predictor: the explicit Euler increment at the first stage, the previous stage's after
-        Z = [hc * _C[i] * K0[k] for k in range(3)] if Zprev is None else [z * (_C[i] / _C[i - 1]) for z in Zprev]
-        prev_norm = np.full(Bm, np.nan)
-        conv = np.zeros(Bm, dtype=bool)
-        active = ok.copy()
-        for it in range(newton_max):
-            # Each run iterates until its own Newton test passes, then is frozen: a run's result
-            # never depends on its batch companions (batched == looped).
-            idx = np.flatnonzero(active)
-            if idx.size == 0:
-                break
-            R = F(rows[idx], ya[idx] + Z[0][idx], yb[idx] + Z[1][idx])
-            Fv = (R.da, R.db, R.gain)
-            hgi = hg[idx, None]
-            res = [Z[k][idx] - S[k][idx] - hgi * Fv[k] for k in range(3)]
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                dz = solver.solve(-res[0], -res[1], -res[2], idx)
-                for k in range(3):
-                    Z[k][idx] += dz[k]
-                norm = np.sqrt((_rms(dz[0], scale[0][idx]) ** 2 + _rms(dz[1], scale[1][idx]) ** 2
-                                + _rms(dz[2], scale[2][idx]) ** 2) / 3.0)
-                th = theta_est[idx]
-                c = (norm <= newton_tol) | ((th < 0.5) & (th / (1 - th) * norm <= newton_tol))
-                theta = norm / prev_norm[idx]
-                # a contraction: the remaining error θ/(1−θ)·‖Δ‖ is below the tolerance
-                c |= (theta < 0.9) & (theta / (1 - theta) * norm <= newton_tol)
-            failed = ((theta > 2.0) & ~c) | ~np.isfinite(norm)
-            theta_est[idx] = np.where(np.isfinite(theta), theta, th)
-            slow[idx] |= (it >= 2) & ~c
-            conv[idx] = c
-            ok[idx] &= ~failed
-            prev_norm[idx] = norm
-            active[idx] = ~c & ~failed
-        ok &= conv
-        with np.errstate(over="ignore", invalid="ignore"):  # failed runs are rejected below
-            Ks.append([(Z[k] - S[k]) / hg[:, None] for k in range(3)])
-        Zprev = Z
-    y_new = [y[k] + Z[k] for k in range(3)]  # stiffly accurate: y_{n+1} = Y_5
-    e = [sum((_B[j] - _BHAT[j]) * hc * Ks[j][k] for j in range(5)) for k in range(3)]
-    with np.errstate(over="ignore", invalid="ignore"):
-        e = solver.solve(*e)  # Hairer's filter: damps the estimate on stiff components
-        sc = [atol + rtol * np.maximum(np.abs(y[k]), np.abs(y_new[k])) for k in range(3)]
-        err = np.sqrt((_rms(e[0], sc[0]) ** 2 + _rms(e[1], sc[1]) ** 2 + _rms(e[2], sc[2]) ** 2) / 3.0)
-    err = np.where(ok & np.isfinite(err), err, np.inf)
-    return ok, y_new, err, slow
+    return Result(direction, state, beta, loss, status.astype(str), t, steps, evals, gain, log_c0, z0,
+                  np.zeros((B, d)), rejected=rejected, trajectory=trajectory, info=dict(state_form=form))
 
 
 def __getattr__(name):

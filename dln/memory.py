@@ -93,9 +93,10 @@ def problem_bytes(n: int, d: int, n_test: int = 0) -> float:
 
 
 def batch_bytes(B: int, n: int, d: int, flow: bool = True) -> float:
-    """Peak bytes of one batch of B runs on an n × d problem: the flow keeps three n × n Woodbury
-    matrices per run (docs/design.md §3), the discrete maps none."""
-    woodbury = 6.0 * B * n * n + 2.0 * min(B * n * d, 4_000_000) if flow else 0.0
+    """Peak bytes of one batch of B runs on an n × d problem: the flow keeps an n × 3n Jacobian model
+    per run and builds a few n × n matrices per refreshed run (docs/design.md §3), the discrete maps
+    none."""
+    woodbury = 10.0 * B * n * n + 2.0 * min(B * n * d, 4_000_000) if flow else 0.0
     return 8.0 * (100.0 * B * d + woodbury + n * d)
 
 

@@ -385,6 +385,84 @@ class Direction:
         return Linearization(lu, lv, ru, rv, scale, gamma_k, ck)
 
 
+class Stack:
+    """A heterogeneous batch: several directions on one problem, their runs stacked in order.
+
+    ``Stack([(direction, size), ...])`` holds ``size`` runs of each direction (a direction with
+    per-run hyper-parameters must have ``batch`` equal to its size, or 1).  It is called like a
+    :class:`Direction` (the rows of each member go to that member), so ``flow`` integrates runs of
+    different methods, variants and hyper-parameters as one array (docs/design.md §2); each run's
+    rates depend on that run alone.
+    """
+
+    def __init__(self, members):
+        members = [(d, int(k)) for d, k in members]
+        if not members:
+            raise DLNError("The 'members' parameter of Stack must be a non-empty list. Got [] instead.")
+        first = members[0][0]
+        for d, k in members:
+            if d.problem is not first.problem:
+                raise fail("members", "Stack", "directions on one problem", "directions on different problems")
+            if d.D != first.D:
+                raise fail("members", "Stack", f"directions of one depth D = {first.D}", f"D = {d.D}")
+            if k < 1 or d.batch not in (1, k):
+                raise fail("members", "Stack", f"sizes equal to the directions' batches", f"size {k} for {d!r}")
+        self.members = members
+        self.problem = first.problem
+        self.D = first.D
+        self.data = first.data
+        self.offsets = np.cumsum([0] + [k for _, k in members])
+        self.batch = int(self.offsets[-1])
+        self.gain_coef = np.concatenate([np.broadcast_to(d.gain_coef, (k, 1)) for d, k in members])
+
+    def __repr__(self):
+        return "Stack(" + ", ".join(f"{d!r} x {k}" for d, k in self.members) + ")"
+
+    def parts(self, rows=None):
+        """(member index, direction, positions in ``rows`` (or in the batch), member-local rows)."""
+        glob = np.arange(self.batch) if rows is None else np.asarray(rows)
+        which = np.searchsorted(self.offsets, glob, side="right") - 1
+        out = []
+        for j, (d, k) in enumerate(self.members):
+            pos = np.flatnonzero(which == j)
+            if pos.size:
+                local = glob[pos] - self.offsets[j]
+                out.append((j, d, pos, None if d.batch == 1 else local))
+        return out
+
+    def __call__(self, state: State, rows=None, data: Data | None = None) -> Rates:
+        B, d = state.a.shape
+        out = Rates(np.empty((B, d)), np.empty((B, d)), np.empty((B, d)), np.empty(B))
+        for _, member, pos, local in self.parts(rows):
+            sub = State(state.a[pos], state.b[pos], state.su[pos], state.sv[pos])
+            R = member(sub, local, None if data is None else data.take(pos))
+            out.da[pos], out.db[pos], out.gain[pos], out.loss[pos] = R.da, R.db, R.gain, R.loss
+        return out
+
+    def linearization(self, state: State, rows=None) -> Linearization:
+        B, d = state.a.shape
+        lin = dict(lu=np.empty((B, d)), lv=np.empty((B, d)), ru=np.empty((B, d)), rv=np.empty((B, d)),
+                   scale=np.empty(B), gamma_k=np.empty(B), ck=None)
+        n = self.problem.n
+        for _, member, pos, local in self.parts(rows):
+            sub = State(state.a[pos], state.b[pos], state.su[pos], state.sv[pos])
+            L = member.linearization(sub, local)
+            for name in ("lu", "lv", "ru", "rv"):
+                lin[name][pos] = np.broadcast_to(getattr(L, name), (pos.size, d))
+            lin["scale"][pos] = L.scale
+            lin["gamma_k"][pos] = L.gamma_k
+            if L.ck is not None:
+                if lin["ck"] is None:
+                    lin["ck"] = np.zeros((B, n))
+                lin["ck"][pos] = L.ck
+        return Linearization(**lin)
+
+
+def stack(members) -> Stack:
+    """A heterogeneous batch (:class:`Stack`) from ``[(direction, size), ...]``."""
+    return Stack(members)
+
+
 def _params(method: str, where: str, batch_check=True, **values) -> dict:
     out = {}
     for name in PARAMS[method]:

@@ -12,8 +12,8 @@ import numpy as np
 
 from . import memory
 from . import methods as _methods
-from .errors import check_choice, check_real, fail
 from .discrete import Recording, iterate
+from .errors import check_choice, check_real, fail
 from .integrate import DEFAULT_RTOL, Result, flow
 from .model import initial_state
 from .problem import Problem
@@ -45,7 +45,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
               batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0, seeds=None,
               sample_indices=None, rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24,
               max_steps: int | None = None, record: bool = False, progress=None,
-              flood_cycle_stop: bool = True) -> Result:
+              flood_cycle_stop: bool = True, state_form: str = "auto") -> Result:
     """Run one method on a batch of B runs.
 
     Shapes (never guessed from the sizes, so that B = n, B = d or n = d change nothing):
@@ -59,7 +59,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
       (B, K, batch_size) (:func:`dln.integrate.iterate`).
 
     ``flood_cycle_stop=False`` lets discrete flooding run on in its 2-cycle around the level
-    (:func:`dln.integrate.iterate`).
+    (:func:`dln.integrate.iterate`).  ``state_form`` is passed to :func:`dln.integrate.flow`.
 
     Validation happens here (docs/design.md §6): a hyper-parameter that does not apply to the method
     or to the time mode is an error, and so is ``variant='per-sample'`` for gf and flood (they have
@@ -68,7 +68,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     discrete time every step (True), every k-th (an int k), or as a :class:`dln.discrete.Recording`
     says (thinned to a bounded number of points).  ``progress`` is passed to
     :func:`~dln.integrate.flow` / :func:`~dln.integrate.iterate` (``progress(steps_done, running,
-    total)``, e.g. :func:`dln.progress.step_callback`).
+    total)``, e.g. :func:`dln.progress.step_callback`).  ``state_form`` is passed to ``flow``.
     """
     where = "simulate"
     check_choice("time", time, TIMES, where)
@@ -113,7 +113,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     cap = MAX_STEPS[time] if max_steps is None else max_steps
     if time == "flow":
         result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=bool(record),
-                      progress=progress)
+                      progress=progress, state_form=state_form)
     else:
         result = iterate(direction, state, lr, batch_size=batch_size,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed, seeds=seeds,
@@ -243,9 +243,13 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
             rec["prediction_rel_error"] = _rel(beta, pred.beta)
             rec["kkt_residual"] = float(pred.kkt_residual)
             if result.info.get("lr") is None:  # flow: c from the integrated gain, not from u⊙v
-                theory = mirror_argmin(P.X, P.y, log_c=result.log_c_theory[i],
-                                       z0=result.z0[i] if np.any(result.z0[i]) else None)
-                rec["prediction_theory_rel_error"] = _rel(beta, theory.beta)
+                if result.info.get("state_form") == "reduced":
+                    # ln(u⊙v) = ln c0 − coef·gain by construction (dln.reduced): the same prediction
+                    rec["prediction_theory_rel_error"] = rec["prediction_rel_error"]
+                else:
+                    theory = mirror_argmin(P.X, P.y, log_c=result.log_c_theory[i],
+                                           z0=result.z0[i] if np.any(result.z0[i]) else None)
+                    rec["prediction_theory_rel_error"] = _rel(beta, theory.beta)
         rec["steps"] = int(result.steps[i])
         rec["n_evals"] = int(result.n_evals[i])
         rec["t"] = float(result.t[i])

@@ -109,40 +109,88 @@ def _problem(spec, data_seed) -> Problem:
 
 
 def run_task(task: dict, record: bool = False) -> dict:
-    """Run one chunk through ``dln.simulate.run_batch`` (per-run hyper-parameters as vectors of shape
-    (B,); SGD and label noise with one seed per run, so that a run's randomness does not depend on its
-    batch-mates), then ``dln.simulate.records``.  Returns the metric columns of each run and the
-    chunk's wall time; with ``record``, also the arrays of the chunk's trajectory file
-    (``dln.trajectory``, recorded by its rule; the parent adds the runs' ids and writes the file)."""
+    """Run one chunk and return the metric columns of each run and the chunk's wall time; with
+    ``record``, also the arrays of the chunk's trajectory file (``dln.trajectory``, recorded by its
+    rule; the parent adds the runs' ids and writes the file).
+
+    Flow chunks go through ``dln.integrate.flow`` as one heterogeneous batch (a
+    ``dln.methods.Stack`` of one direction per (method, variant) segment of the chunk); discrete
+    chunks through ``dln.simulate.run_batch`` (per-run hyper-parameters as vectors of shape (B,); SGD
+    and label noise with one seed per run, so that a run's randomness does not depend on its
+    batch-mates).  Records come
+    from ``dln.simulate.records``, in the chunk's run order."""
     from .simulate import MAX_STEPS, records, run_batch
     from .trajectory import record_runs, trajectory_arrays
 
     P = _problem(task["problem"], task["data_seed"])
     t0 = _time.perf_counter()
+    B = len(task["runs"])
     alpha = np.asarray(task["alpha"], dtype=np.float64)
-    hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
     max_steps = task["max_steps"]
-    seeds = None
-    if task["seeds"] is not None:
-        seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
+    if task["time"] == "flow":
+        hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=object)) for h in HYPER}
 
-    def run(rec=False):
-        return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"], D=task["depth"],
-                         lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
-                         batch_size=task["batch_size"], label_noise=task["label_noise"], seeds=seeds,
-                         rtol=task["rtol"], max_steps=max_steps, record=rec, **hp)
+        def run(rec=False):
+            return _run_flow(task, P, alpha, hp, bool(rec))
+    else:
+        hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
+        seeds = None
+        if task["seeds"] is not None:
+            seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
+
+        def run(rec=False):
+            return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
+                             D=task["depth"], lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
+                             batch_size=task["batch_size"], label_noise=task["label_noise"], seeds=seeds,
+                             rtol=task["rtol"], max_steps=max_steps, record=rec, **hp)
 
     if record:
         cap = max_steps if max_steps is not None else MAX_STEPS[task["time"]]
         result = record_runs(run, time=task["time"], max_steps=cap)
     else:
         result = run()
-    recs = records(result, predict=True)
+    if task["time"] == "flow":
+        # the stack's rows are the segments in order; records and files are in the chunk's order
+        order = result.info.pop("segments")
+        recs = [None] * B
+        for part, positions in zip(result.split(), order):
+            for pos, rec in zip(positions, records(part, predict=True)):
+                recs[pos] = rec
+        inv = np.empty(B, dtype=np.int64)
+        inv[np.concatenate(order)] = np.arange(B)
+        result = result.take(inv)
+    else:
+        recs = records(result, predict=True)
     wall = _time.perf_counter() - t0
     out = dict(chunk=task["chunk"], metrics=[{c: r[c] for c in METRIC_COLUMNS} for r in recs], wall=wall)
     if record:
         out["arrays"] = trajectory_arrays(result, runs=recs)
     return out
+
+
+def _run_flow(task, P, alpha, hp, record):
+    """One ``flow`` over the chunk's (method, variant) segments stacked in order; the result's
+    ``info["segments"]`` holds, per segment, the positions of its runs in the chunk."""
+    from .integrate import flow
+    from .methods import PARAMS, make, stack
+    from .model import initial_state
+    from .simulate import MAX_STEPS
+
+    members, order = [], []
+    for method, variant, positions in task["segments"]:
+        pos = np.asarray(positions)
+        params = {h: hp[h][pos].astype(np.float64) for h in PARAMS[method]}
+        members.append((make(method, P, variant=variant, D=task["depth"], **params), pos.size))
+        order.append(pos)
+    perm = np.concatenate(order)
+    direction = members[0][0] if len(members) == 1 else stack(members)
+    B = perm.size
+    state = initial_state(P.d, B, alpha=np.repeat(alpha[perm][:, None], P.d, axis=1))
+    result = flow(direction, state, rtol=task["rtol"], loss_tol=1e-24,
+                  max_steps=MAX_STEPS["flow"] if task["max_steps"] is None else task["max_steps"], record=record)
+    result.info["alpha"] = alpha[perm]
+    result.info["segments"] = order
+    return result
 
 
 def _default_workers() -> int:
@@ -267,7 +315,7 @@ def _cost(task: dict, plan: Plan) -> float:
     if task["time"] == "discrete":
         steps *= 1.0 / min(task["lr"])
     per_step = 1.0 + B * run["n"] * run["d"] / _STEP_SIZE_SCALE
-    factor = _METHOD_COST.get(task["method"], 1.0) * (1.2 if task["variant"] == "per-sample" else 1.0)
+    factor = max(_METHOD_COST.get(m, 1.0) * (1.2 if v == "per-sample" else 1.0) for m, v, _ in task["segments"])
     return steps * per_step * factor
 
 

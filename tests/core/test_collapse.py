@@ -167,7 +167,8 @@ def test_collapsed_flow_stops_at_its_stationary_loss():
 
     P = make_problem(n=8, d=16, k=2, seed=1, n_test=0)
     res = run_batch(P, "usam", variant="per-sample", rho=0.5, alpha=0.1, rtol=1e-7, max_steps=3000)
-    assert res.status[0] == "converged" and res.steps[0] + res.rejected[0] < 300
+    # stops well before the cap (ROS34PW2 in the reduced state: ~500 attempted steps; SDIRK4: < 300)
+    assert res.status[0] == "converged" and res.steps[0] + res.rejected[0] < 1000
     L0 = P.loss(np.zeros(P.d))
     assert res.loss[0] > 0.5 * L0 and np.max(res.log_c[0]) < -40  # collapsed, not interpolating
     rec = records(res)[0]  # no interpolator to compare with: no closed-form prediction

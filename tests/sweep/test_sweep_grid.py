@@ -95,16 +95,34 @@ def test_union_of_sub_grids_and_the_grid_file(tmp_path):
                                                         max_steps=100).fingerprint
 
 
-def test_chunks_partition_the_runs_by_dataset_and_method():
+def test_flow_chunks_partition_the_runs_by_dataset_only():
+    """Flow runs of one dataset form one heterogeneous batch (methods mixed), split into near-equal
+    chunks of at most chunk_size consecutive runs; discrete runs stay per method."""
     p = plan(method=["gf", "gr"], alpha=[0.01, 0.1, 1], gamma=[0.05, 0.1, 0.2], seeds=2, n=[10], d=[20], chunk_size=4)
     seen = sorted(i for c in p.chunks for i in c)
     assert seen == list(range(len(p.runs)))
     for c in p.chunks:
         assert 1 <= len(c) <= 4
-        key = {(p.runs[i]["seed"], p.runs[i]["method"], p.runs[i]["variant"], p.runs[i]["time"]) for i in c}
-        assert len(key) == 1
-    # gr: 9 runs per seed -> 3 near-equal chunks of 3; gf: 3 runs -> 1 chunk
-    assert sorted(len(c) for c in p.chunks) == [3] * 8
+        assert len({(p.runs[i]["seed"], p.runs[i]["time"]) for i in c}) == 1
+    # 12 runs per seed (3 gf + 9 gr) -> 3 chunks of 4 consecutive runs: the first mixes gf and gr
+    assert sorted(len(c) for c in p.chunks) == [4] * 6
+    assert p.chunks[0] == [0, 1, 2, 3] and {p.runs[i]["method"] for i in p.chunks[0]} == {"gf", "gr"}
+    # without chunk_size: one batch per dataset (memory permitting)
+    q = plan(method=["gf", "gr"], alpha=[0.01, 0.1, 1], gamma=[0.05, 0.1, 0.2], seeds=2, n=[10], d=[20])
+    assert sorted(len(c) for c in q.chunks) == [12, 12]
+    # discrete time: per method and variant, consecutive runs
+    r = plan(method=["gf", "gr"], alpha=[0.01, 0.1, 1], gamma=[0.05, 0.1, 0.2], n=[10], d=[20], time=["discrete"],
+             lr=[0.01], chunk_size=4)
+    for c in r.chunks:
+        assert len({p.runs[i]["method"] for i in c}) == 1 and c == list(range(c[0], c[0] + len(c)))
+
+
+def test_flow_chunk_limit_bounds_memory():
+    from dln.grid import FLOW_MEMORY, flow_chunk_limit
+
+    assert flow_chunk_limit(60, 200) * 8 * 3 * 60 * 60 <= FLOW_MEMORY
+    assert flow_chunk_limit(1000, 10_000) < flow_chunk_limit(60, 200)
+    assert flow_chunk_limit(10**5, 10**6) == 1
 
 
 @pytest.mark.parametrize("n_shards", [1, 2, 3, 7, 50])

@@ -263,10 +263,11 @@ def test_api_grid_argument_and_problem_object(tmp_path):
     from dln.problem import make_problem
 
     P = make_problem(n=6, d=10, k=2, seed=1)
-    recs = sweep({"method": ["gf", "gr"], "gamma": 0.1}, data=P, alpha=[0.5], rtol=1e-6, workers=1)
+    recs = sweep({"method": ["gf", "gr"], "gamma": 0.1}, data=P, alpha=[0.5], rtol=1e-6, workers=1, chunk_size=1)
     assert [(r["method"], r["gamma"], r["n"], r["d"]) for r in recs] == [("gf", None, 6, 10), ("gr", 0.1, 6, 10)]
     assert recs[0]["data"].startswith("problem-")
-    # a Problem object travels to worker processes too
+    # a Problem object travels to worker processes too (same chunks: the same bytes; a run's result
+    # depends on its batch-mates only through the round-off of the matrix products)
     recs2 = sweep({"method": ["gf", "gr"], "gamma": 0.1}, data=P, alpha=[0.5], rtol=1e-6, workers=2, chunk_size=1)
     assert [{k: v for k, v in r.items() if k != "wall_time"} for r in recs] == \
         [{k: v for k, v in r.items() if k != "wall_time"} for r in recs2]
