@@ -43,6 +43,7 @@ MODULES = [
     ("flops", "bench_flops", "4. Machine limit: FLOP rate vs NumPy matmul"),
     ("predict", "bench_predict", "5. Predictions: mirror_argmin vs SLSQP"),
     ("scaling", "bench_scaling", "Cost growth (B, d, n), α dependence, peak memory"),
+    ("discrete", "bench_discrete", "Discrete time: iterate's step vs a plain NumPy GD loop, cost vs B"),
     ("workers", "bench_workers", "Sweep workers"),
     ("startup", "bench_startup", "Start-up: python -m dln --version vs import numpy, scipy"),
 ]

@@ -12,8 +12,9 @@ import numpy as np
 
 from . import memory
 from . import methods as _methods
+from .discrete import Recording, iterate
 from .errors import check_choice, check_real, fail
-from .integrate import DEFAULT_RTOL, Result, flow, iterate
+from .integrate import DEFAULT_RTOL, Result, flow
 from .model import initial_state
 from .problem import Problem
 
@@ -64,7 +65,8 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     or to the time mode is an error, and so is ``variant='per-sample'`` for gf and flood (they have
     no penalty to take per example).  ``max_steps=None`` applies :data:`MAX_STEPS` of the time mode.
     ``record`` keeps the path (``Result.trajectory``): every accepted step in continuous time; in
-    discrete time every step (True) or every k-th (an int k).  ``progress`` is passed to
+    discrete time every step (True), every k-th (an int k), or as a :class:`dln.discrete.Recording`
+    says (thinned to a bounded number of points).  ``progress`` is passed to
     :func:`~dln.integrate.flow` / :func:`~dln.integrate.iterate` (``progress(steps_done, running,
     total)``, e.g. :func:`dln.progress.step_callback`).  ``state_form`` is passed to ``flow``.
     """
@@ -116,14 +118,21 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
         result = iterate(direction, state, lr, batch_size=batch_size,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed, seeds=seeds,
                          sample_indices=sample_indices, loss_tol=loss_tol, max_steps=cap,
-                         record_every=int(record) if record else 0, progress=progress,
-                         flood_cycle_stop=flood_cycle_stop)
+                         **_recording(record), progress=progress, flood_cycle_stop=flood_cycle_stop)
     if use_alpha:
         result.info["alpha"] = np.broadcast_to(alpha, (B,)).copy()
     result.info["seed"] = seed
     if time == "discrete":
         result.info["label_noise"] = label_noise  # None when not given, as in results.csv
     return result
+
+
+def _recording(record) -> dict:
+    """``iterate``'s recording arguments for ``run_batch(record=...)``: True (every step), an int k
+    (every k-th step) or a :class:`dln.discrete.Recording` (thinned to at most ``max_points``)."""
+    if isinstance(record, Recording):
+        return dict(record_every=record.every, max_points=record.max_points)
+    return dict(record_every=int(record) if record else 0)
 
 
 def predict_run(result: Result, i: int):

@@ -36,10 +36,11 @@ Which points are recorded (the rule; at most ``MAX_POINTS`` + 2 = 2002 per file)
   others go on.  With more than ``MAX_POINTS`` + 2 points, every j-th point is kept,
   j = ⌈(K − 1)/(MAX_POINTS − 1)⌉, plus the last.
 - discrete time: the initial state (t = 0), the states after steps 1, k + 1, 2k + 1, … and the
-  final state, with k = ⌈S/MAX_POINTS⌉ where S is the largest number of steps taken in the batch.  S is known only
-  after the run: the batch is run with k₀ = ⌈max_steps/MAX_POINTS⌉ (which bounds memory); if that
-  kept fewer than MAX_POINTS/2 points the batch is run again with k = ⌈S/MAX_POINTS⌉.  The runs are
-  deterministic (seeded), so the second run is the same run; its results are the ones reported.
+  final state, with k the smallest power of two such that at most ``MAX_POINTS`` of these steps
+  were taken by the batch (k = 1 up to MAX_POINTS steps; between MAX_POINTS/2 and MAX_POINTS
+  points beyond).  The batch runs once: its recorder keeps every step until it holds MAX_POINTS
+  points, then drops every other point and doubles k whenever it would hold more
+  (``dln.discrete.Recording``), so neither the run length nor ``max_steps`` is needed in advance.
 
 The loss is recomputed from β at every point (it is a function of β alone), so ``loss[i]`` always
 belongs to ``beta[i]``.
@@ -126,36 +127,31 @@ class TrajectoryFile:
 # ---------------------------------------------------------------------------------------------
 # recording
 # ---------------------------------------------------------------------------------------------
-def record_runs(run, *, time: str, max_steps: int, max_points: int = MAX_POINTS):
-    """Run a batch with its path recorded by the rule of this module.
+def record_runs(run, *, time: str, max_steps: int | None = None, max_points: int = MAX_POINTS):
+    """Run a batch with its path recorded by the rule of this module (one run of the batch).
 
     Parameters
     ----------
     run : callable
         ``run(record) -> dln.integrate.Result``; ``record`` is True in continuous time, and in
-        discrete time the int k of "record every k-th step".  Must be deterministic.
+        discrete time a ``dln.discrete.Recording`` (every step, thinned to ``max_points``).
     time : {"flow", "discrete"}
-    max_steps : int
-        The batch's step cap (bounds the points of the first discrete pass).
+    max_steps : int, optional
+        Not needed (the recording does not depend on the run length); accepted for older callers.
 
     Returns
     -------
     Result
-        With ``info["record_every"]`` set (None in continuous time).
+        With ``info["record_every"]`` set (None in continuous time; the final stride k in discrete
+        time).
     """
     if time == "flow":
         result = run(True)
         result.info["record_every"] = None
         return result
-    k0 = max(1, math.ceil(max_steps / max_points))
-    result = run(k0)
-    S = int(np.max(result.steps)) if result.steps.size else 0
-    k = max(1, math.ceil(S / max_points))
-    if k < k0 and S // k0 < max_points // 2:
-        result = run(k)  # the same deterministic run, recorded finely enough
-        k0 = k
-    result.info["record_every"] = k0
-    return result
+    from .discrete import Recording
+
+    return run(Recording(every=1, max_points=max_points))  # iterate sets info["record_every"]
 
 
 def _initial_point(result):

@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
 from benchmarks import limit_threads, make_row, summarize  # noqa: E402
 from benchmarks import run as harness  # noqa: E402
 
-OURS = ["lsoda", "small_step_gd", "torch", "flops", "scaling", "startup"]
+OURS = ["lsoda", "small_step_gd", "torch", "flops", "scaling", "startup", "discrete"]
 OTHERS = ["predict", "workers"]  # written elsewhere; exercised through run(smoke=True) when offered
 FIELDS = {"bench", "case", "unit", "ours", "baseline", "baseline_name", "ratio", "ratio_name", "target",
           "target_op", "met", "accuracy", "accuracy_ok", "notes", "extra", "status"}

@@ -95,51 +95,69 @@ def test_simulate_text_mode_names_the_file(tmp_path, capsys):
     assert f"trajectory        {points} points -> {path}" in out
 
 
+def _stride(S, max_points):
+    """The recording rule of dln.trajectory, written out: the smallest power of two k such that the
+    steps 1, k + 1, 2k + 1, ... ≤ S (⌈S/k⌉ of them) are at most max_points."""
+    k = 1
+    while math.ceil(S / k) > max_points:
+        k *= 2
+    return k
+
+
 def test_simulate_discrete_round_trip_and_thinning_rule(tmp_path, capsys):
-    """GD for S steps, max_steps = 1e5: the first pass records every k0 = 50th step, too few points,
-    so the batch is replayed with k = ⌈S/2000⌉.  The recorded points must be the states after steps
-    1, k + 1, 2k + 1, ... of the same run recorded at every step."""
+    """GD for S ≈ 16700 steps: the recorder thins itself to k = 16 (⌈S/8⌉ > 2000 ≥ ⌈S/16⌉) while the
+    batch runs, once.  The recorded points must be the states after steps 1, k + 1, 2k + 1, ... of
+    the same run recorded at every step."""
     path = tmp_path / "gd.npz"
     lr, max_steps = 0.1, 100_000
-    code, out, err = cli(capsys, ["simulate", "--n", N, "--d", D, "--k", K, "--alpha", 0.2, "--time", "discrete",
+    code, out, err = cli(capsys, ["simulate", "--n", N, "--d", D, "--k", K, "--alpha", 0.05, "--time", "discrete",
                                   "--lr", lr, "--max-steps", max_steps, "--json", "--save-trajectory", path])
     assert code == 0, err
     rec = json.loads(out)
     tr = dln.load_trajectory(path)
     S = rec["steps"]
-    k = math.ceil(S / MAX_POINTS)
-    assert S // math.ceil(max_steps / MAX_POINTS) < MAX_POINTS // 2 and k > 1  # the replay branch
+    k = _stride(S, MAX_POINTS)
+    assert k == 16 and math.ceil(S / MAX_POINTS) != k  # not the old rule k = ⌈S/2000⌉
     assert tr.info["record_every"] == k
     assert tr.beta[-1, 0].tolist() == rec["beta"] and tr.t[-1, 0] == pytest.approx(S * lr, rel=1e-15)
     assert tr.t[0, 0] == 0.0 and np.all(tr.beta[0, 0] == 0.0)
-    assert tr.n_points <= MAX_POINTS + 2
+    assert MAX_POINTS // 2 < tr.n_points <= MAX_POINTS + 2
     # independent: the same GD recorded at every step
     P = dln.make_problem(n=N, d=D, k=K, seed=0)
-    ref = iterate(gf(P), initial_state(D, 1, alpha=0.2), lr, max_steps=max_steps, record_every=1)
+    ref = iterate(gf(P), initial_state(D, 1, alpha=0.05), lr, max_steps=max_steps, record_every=1)
     assert ref.steps[0] == S
     steps = np.rint(tr.t[1:-1, 0] / lr).astype(int)
-    assert np.array_equal(steps, np.arange(1, S + 1, k)[:steps.size]) and steps.size == len(range(1, S + 1, k))
+    assert np.array_equal(steps, np.arange(1, S + 1, k))
     assert np.array_equal(tr.beta[1:-1, 0], ref.trajectory.beta[steps - 1, 0])
     assert np.array_equal(tr.log_c[1:-1, 0], ref.trajectory.log_c[steps - 1, 0])
     assert same_loss(tr.loss[:, 0], loss_of(P, tr.beta[:, 0]))
 
 
-def test_record_runs_runs_once_when_the_cap_is_small_and_twice_when_coarse():
+@pytest.mark.parametrize("max_points", [50, 1000, 3000])
+def test_record_runs_runs_once_and_thins_by_the_rule(max_points):
+    """One run of the batch whatever the cap (the recorder needs neither S nor max_steps); a batch
+    whose runs stop at different steps: the points are those after steps 1, k + 1, ... of the
+    longest run, k by the rule, and a run that stopped repeats its final state."""
     P = dln.make_problem(n=N, d=D, k=K, seed=0)
     calls = []
 
     def run(rec):
         calls.append(rec)
-        return run_batch(P, "gf", alpha=np.array([0.2, 0.3]), time="discrete", lr=0.1, max_steps=cap, record=rec)
+        return run_batch(P, "gf", alpha=np.array([0.2, 0.3]), time="discrete", lr=0.1, max_steps=10**6, record=rec)
 
-    cap = 1500  # ≤ MAX_POINTS: every step, one pass
-    res = record_runs(run, time="discrete", max_steps=cap)
-    assert calls == [1] and res.info["record_every"] == 1
-    calls.clear()
-    cap = 10**6  # k0 = 500, S ≈ 3000 steps: 7 points, replayed with k = ⌈S/2000⌉
-    res = record_runs(run, time="discrete", max_steps=cap)
+    res = record_runs(run, time="discrete", max_steps=10**6, max_points=max_points)
+    assert len(calls) == 1
     S = int(res.steps.max())
-    assert calls == [500, math.ceil(S / MAX_POINTS)] and res.info["record_every"] == calls[-1]
+    k = _stride(S, max_points)
+    assert res.info["record_every"] == k
+    ref = run_batch(P, "gf", alpha=np.array([0.2, 0.3]), time="discrete", lr=0.1, max_steps=10**6, record=True)
+    assert np.array_equal(ref.steps, res.steps) and ref.trajectory.t.shape[0] == S
+    keep = np.arange(0, S, k)
+    assert np.array_equal(res.trajectory.beta, ref.trajectory.beta[keep])
+    assert np.array_equal(res.trajectory.t, ref.trajectory.t[keep])
+    short = int(np.argmin(res.steps))
+    after = keep >= res.steps[short]
+    assert after.any() and np.all(res.trajectory.beta[after, short] == res.beta[short])
 
 
 def test_flow_paths_beyond_max_points_keep_every_jth_point_and_the_last(tmp_path):

@@ -1,0 +1,163 @@
+"""Discrete time: the per-step cost of ``dln.discrete.iterate`` against a plain NumPy GD loop.
+
+1. Single run, GD (method gf, full batch, D = 2) at (n, d) = (20, 30) and (40, 100), a fixed number
+   of steps K (a small step: no run stops early).  Baselines, written here independently and timed
+   interleaved with ``iterate`` in the same process:
+
+   - **plain loop**: GD on the weights, u ← u⊙(1 − 2ηg), v ← v⊙(1 + 2ηg), g = Xᵀ(Xβ − y)/n — the
+     15-line loop of public DLN codes, with no status test, no bookkeeping, no sign handling;
+   - **plain log loop**: the same update in log coordinates, ln|u| += ln|1 − 2ηg| (what ``iterate``
+     computes per step, without its status tests, tilt Φ, gain integral or sign tracking).
+
+   The ratio is iterate's time per step over the plain loop's (target ≤ 1).  Both reach the same β
+   after K steps (checked to 1e-12 relative).  ``extra`` splits iterate's step: the evaluation of the
+   direction (``dln.methods.Direction``: the gradient, the loss and the gain of the step, timed
+   alone on the same state) and the rest (``iterate``'s own loop, including the block checks).
+2. Cost per step against the batch size B = 1, 4, 16, 64, 256 (GD, runs with different α and η,
+   n = 20, d = 30): time per step and per run-step, and the least-squares exponent of the time per
+   step against B over B ≥ 16 (linear cost: exponent ≤ 1; below 1 while per-call overheads are still
+   being amortized).  Each batch's first run must equal the same run alone to 1e-12.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from benchmarks import interleaved, make_row, summarize
+from dln.discrete import iterate
+from dln.methods import gf
+from dln.model import initial_state
+from dln.problem import make_problem
+
+BENCH = "discrete"
+ALPHA = 0.1
+
+
+def plain_gd(X, y, alpha, eta, steps):
+    """GD on (u, v) for β = u⊙u − v⊙v, L = (1/2n)‖Xβ − y‖²: the baseline loop."""
+    n, d = X.shape
+    XT = np.ascontiguousarray(X.T)
+    u = np.full(d, alpha)
+    v = np.full(d, alpha)
+    for _ in range(steps):
+        r = X @ (u * u - v * v) - y
+        x = (2.0 * eta / n) * (XT @ r)  # x = 2ηg
+        u *= 1.0 - x
+        v *= 1.0 + x
+    return u * u - v * v
+
+
+def plain_log_gd(X, y, alpha, eta, steps):
+    """The same GD in log coordinates a = ln|u|, b = ln|v| (u, v > 0 at these small steps)."""
+    n, d = X.shape
+    XT = np.ascontiguousarray(X.T)
+    a = np.full(d, np.log(alpha))
+    b = a.copy()
+    for _ in range(steps):
+        r = X @ (np.exp(2.0 * a) - np.exp(2.0 * b)) - y
+        x = (2.0 * eta / n) * (XT @ r)
+        a += np.log(np.abs(1.0 - x))
+        b += np.log(np.abs(1.0 + x))
+    return np.exp(2.0 * a) - np.exp(2.0 * b)
+
+
+def _rel(x, ref):
+    return float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300))
+
+
+def single_run_rows(sizes, steps, eta, repeats):
+    rows = []
+    for n, d in sizes:
+        P = make_problem(n, d, 3, seed=0, n_test=0)
+        direction = gf(P)
+        state = initial_state(d, 1, alpha=ALPHA)
+        out = {}
+
+        def ours():
+            out["res"] = iterate(direction, state, eta, max_steps=steps)
+
+        def plain():
+            out["plain"] = plain_gd(P.X, P.y, ALPHA, eta, steps)
+
+        def plain_log():
+            out["log"] = plain_log_gd(P.X, P.y, ALPHA, eta, steps)
+
+        def evals():  # the direction alone, as iterate calls it once per step
+            for _ in range(steps):
+                direction(state)
+
+        times = interleaved({"ours": ours, "plain": plain, "log": plain_log, "evals": evals}, repeats=repeats)
+        per = {k: [t / steps for t in v] for k, v in times.items()}
+        res = out["res"]
+        ok_run = res.status[0] == "max_steps" and res.steps[0] == steps
+        e_plain, e_log = _rel(res.beta[0], out["plain"]), _rel(res.beta[0], out["log"])
+        acc_ok = bool(ok_run and e_plain <= 1e-12 and e_log <= 1e-12)
+        ours_s, plain_s, log_s = summarize(per["ours"]), summarize(per["plain"]), summarize(per["log"])
+        eval_med = summarize(per["evals"])["median"]
+        ratio = ours_s["median"] / plain_s["median"]
+        rows.append(make_row(
+            BENCH, f"GD, one run, n={n}, d={d}, {steps} steps: time per step vs plain NumPy GD loop",
+            unit="µs/step", ours=[t * 1e6 for t in per["ours"]], baseline=[t * 1e6 for t in per["plain"]],
+            baseline_name="plain NumPy GD loop on (u, v)", ratio=ratio, ratio_name="time ratio (ours/plain)",
+            target=1.0, target_op="<=",
+            accuracy=f"same β after {steps} steps: rel. diff {e_plain:.1e} (plain), {e_log:.1e} (plain log)",
+            accuracy_ok=acc_ok,
+            notes=(f"plain log-domain loop {log_s['median'] * 1e6:.1f} µs/step (ratio "
+                   f"{ours_s['median'] / log_s['median']:.2f}); of iterate's step, the direction evaluation "
+                   f"(dln.methods) takes {eval_med * 1e6:.1f} µs"),
+            extra={"plain_log_us_per_step": log_s["median"] * 1e6,
+                   "ratio_vs_plain_log": ours_s["median"] / log_s["median"],
+                   "direction_us_per_step": eval_med * 1e6,
+                   "iterate_loop_us_per_step": (ours_s["median"] - eval_med) * 1e6}))
+    return rows
+
+
+def scaling_rows(Bs, steps_of, eta, repeats, n=20, d=30):
+    P = make_problem(n, d, 3, seed=0, n_test=0)
+    direction = gf(P)
+    single = iterate(direction, initial_state(d, 1, alpha=ALPHA), eta, max_steps=steps_of(1))
+    rows, per_step, per_run = [], [], []
+    for B in Bs:
+        K = steps_of(B)
+        alpha = ALPHA * (1.0 + np.arange(B) / B)  # distinct runs
+        lr = eta * (1.0 - 0.5 * np.arange(B) / B)
+        lr[0] = eta
+        state = initial_state(d, B, alpha=alpha)
+        out = {}
+
+        def ours():
+            out["res"] = iterate(direction, state, lr, max_steps=K)
+
+        ts = [t / K for t in interleaved({"ours": ours}, repeats=repeats)["ours"]]
+        res = out["res"]
+        same = True
+        if K == steps_of(1):
+            same = _rel(res.beta[0], single.beta[0]) <= 1e-12
+        s = summarize([t * 1e6 for t in ts])
+        per_step.append(s["median"])
+        per_run.append(s["median"] / B)
+        rows.append(make_row(BENCH, f"  GD batch B={B}, n={n}, d={d}: time per step", unit="µs/step", ours=s,
+                             accuracy="" if K != steps_of(1) else "run 0 = the run alone to 1e-12",
+                             accuracy_ok=bool(same and np.all(res.steps == K)),
+                             extra={"us_per_run_step": s["median"] / B, "steps": K}))
+    big = [i for i, B in enumerate(Bs) if B >= 16]
+    if len(big) >= 2:
+        slope = float(np.polyfit(np.log([Bs[i] for i in big]), np.log([per_step[i] for i in big]), 1)[0])
+        rows.insert(0, make_row(
+            BENCH, f"GD batch, time per step against B ∈ {{{', '.join(str(Bs[i]) for i in big)}}} (n={n}, d={d})",
+            unit="exponent", ratio=slope, ratio_name="exponent of time/step in B", target=1.05, target_op="<=",
+            notes=f"per run-step: {per_run[0]:.1f} µs at B={Bs[0]} … {per_run[-1]:.2f} µs at B={Bs[-1]}",
+            extra={f"us_per_run_step_B{B}": v for B, v in zip(Bs, per_run)}))
+    return rows
+
+
+def run(quick: bool = False, *, smoke: bool = False) -> list[dict]:
+    if smoke:
+        return (single_run_rows([(5, 10)], steps=40, eta=1e-3, repeats=1)
+                + scaling_rows([1, 16, 32], lambda B: 20, 1e-3, repeats=1, n=5, d=10))
+    if quick:
+        return (single_run_rows([(20, 30), (40, 100)], steps=1000, eta=1e-3, repeats=3)
+                + scaling_rows([1, 4, 16, 64], lambda B: 500 if B <= 16 else 200, 1e-3, repeats=2))
+    return (single_run_rows([(20, 30), (40, 100)], steps=4000, eta=1e-3, repeats=7)
+            + scaling_rows([1, 4, 16, 64, 256], lambda B: 2000 if B <= 16 else 500, 1e-3, repeats=5))
