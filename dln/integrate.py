@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import rosenbrock as ros
+from . import stopping
 from .errors import check_choice, check_int, check_real, fail
 from .methods import Direction, Stack
 from .model import State, beta as beta_of, powers
 from .reduced import ReducedSystem, coefficients, stack_coefficients
+from .stepsize import Controller
 from .stopping import LOG_HUGE, LOSS_GROWTH, STATUSES, diverged as _diverged  # noqa: F401 (re-exported)
 
 #: Default tolerance of ``flow``: the relative error of the limit β∞ it aims at.
@@ -53,6 +55,18 @@ STATE_FORMS = ("auto", "reduced", "general")
 _REJECT_REFRESH_AGE = 4
 #: the first model is built after this many steps (the flows start slow: W = 0 until then)
 _FIRST_REFRESH = 4
+
+#: An accepted step whose result diverges (``dln.stopping.diverged``) from a state far from divergence
+#: (loss ≤ _HEALTHY_LOSS·L(0), D·ln|u|, D·ln|v| ≤ LOG_HUGE/2) is taken back and retried 10× smaller, at
+#: most _MAX_ROLLBACKS times in a row: an overshooting step, not the dynamics (which cross that margin
+#: on the way to divergence, and are then reported ``diverged``).
+_HEALTHY_LOSS = 1e5
+_MAX_ROLLBACKS = 8
+#: Flooding: a step may end past the level b by at most _LEVEL_TOL·rtol·b, else it is retried shorter.
+_LEVEL_TOL = 100.0
+#: The round-off floor of the loss (``dln.stopping.loss_floor``) is computed for runs whose loss is
+#: below this multiple of L(0), or at the stationarity checkpoints.
+_FLOOR_CHECK = 1e-8
 
 #: Attempted steps between two checks of ``flow``'s stall rule (:func:`_stalled`).
 STALL_ATTEMPTS = 200
@@ -270,11 +284,17 @@ class GeneralSystem:
         _, uD, vD = pt[:3]
         lm = np.logaddexp(self.D * pt[3], self.D * pt[4])  # ln m: m underflows at α ~ 1e-200
         m = np.exp(lm - np.max(lm, axis=1, keepdims=True))
-        ez = (E[:, :d] - E[:, d:2 * d]) * m
+        ez = np.expm1(np.abs(E[:, :d] - E[:, d:2 * d])) * m  # |δβ| ≤ m(e^{|δz|} − 1) (dln.reduced)
         ez = np.sqrt(np.einsum("bd,bd->b", ez, ez) / np.einsum("bd,bd->b", m, m))
         el = E[:, :d] + E[:, d:2 * d]
         ei = self.coef * E[:, 2 * d:]
         return ez, np.sqrt((np.einsum("bd,bd->b", el, el) + np.einsum("bd,bd->b", ei, ei)) / d)
+
+    def loss_floor(self, rows, pt):
+        """Round-off floor of the loss of the runs ``rows`` at their points (:func:`dln.stopping.loss_floor`)."""
+        _, uD, vD, a, b, _ = pt
+        return stopping.loss_floor(self.X, self.direction.problem.y, np.abs(uD) + np.abs(vD),
+                                   self.D * (np.abs(a) + np.abs(b)))
 
     @staticmethod
     def log_uv(pt):
@@ -328,6 +348,9 @@ class _Reduced:
     def error_parts(self, E, pt):
         return self.s.error_parts(E, *pt)
 
+    def loss_floor(self, rows, pt):
+        return self.s.loss_floor(rows, *pt)
+
     @staticmethod
     def log_uv(pt):
         return 0.5 * pt[2], 0.5 * pt[3]
@@ -365,6 +388,25 @@ class _Out:
         self.loops = 0
 
 
+def _step(system, Y, F, hh, U, Ys):
+    """One ROS34PW2 step of every row from Y (F = f(Y), overwritten): (Y₁, error estimate) (docs of
+    :mod:`dln.rosenbrock`, transformed stages; the model W of ``system`` is the one last refreshed)."""
+    k, N = Y.shape
+    s = ros.STAGES
+    sigma = 1.0 / (ros.GAMMA * hh)
+    system.prepare(sigma)
+    inv_h = (1.0 / hh)[:, None]
+    system.solve(F, sigma, U[0])
+    for i in range(1, s):
+        flat = U[:i].reshape(i, -1)
+        np.add(Y, (ros.A_HAT[i, :i] @ flat).reshape(k, N), out=Ys)
+        system.rates(Ys, F)
+        F += (ros.C_HAT[i, :i] @ flat).reshape(k, N) * inv_h
+        system.solve(F, sigma, U[i])
+    comb = np.stack([ros.M, ros.E]) @ U.reshape(s, -1)
+    return Y + comb[0].reshape(k, N), comb[1].reshape(k, N)
+
+
 def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_steps, t_max, record, jacobian_age,
                d, D=2, level=None, report=None) -> _Out:
     """Integrate the runs of ``system`` from Y until each stops (see :func:`flow` for the rules)."""
@@ -387,18 +429,27 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     stall_t = np.zeros(B)
     level = np.full(B, np.nan) if level is None else np.asarray(level, dtype=np.float64).copy()
     flood = ~np.isnan(level)
+    # rollback (:func:`_overshot`): the state before the last accepted step, that step's size, whether
+    # that state was far from divergence, and the rollbacks since the last step that was kept
+    Y_prev = np.empty_like(Y)
+    h_prev = np.zeros(B)
+    moved = np.zeros(B, dtype=bool)
+    healthy = np.zeros(B, dtype=bool)
+    rollbacks = np.zeros(B, dtype=np.int64)
     last_beta = np.zeros((B, d)) if record else None
     last_logc = np.zeros((B, d)) if record else None
     last_L = np.full(B, np.nan) if record else None
     # at loose tolerances a large z error feeds back into ln c: z's tolerance is capped
     z_tol, l_tol = min(Z_TOL * rtol, Z_TOL_MAX) + atol, min(LOG_C_TOL * rtol, LOG_C_TOL_MAX) + atol
-    s = ros.STAGES
-    U = np.empty((s, B, N))
+    control = Controller(ros.ORDER)
+    U = np.empty((ros.STAGES, B, N))
     F = np.empty((B, N))
     Ys = np.empty((B, N))
     first = True
     snap = record
     loop = 0
+    per_run = (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L, check_t, check_L, stall_n, stall_t,
+               level, flood, h_prev, moved, healthy, rollbacks)
     while idx.size:
         k = idx.size
         if report is not None:
@@ -408,6 +459,35 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             L, pt = system.rates(Y, F)
         evals[:k] += 1
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(L) & np.isfinite(F).all(axis=1)
+        if not first:
+            # -- an accepted step that overshot into divergence is taken back and retried smaller --
+            la, lb = system.log_uv(pt)
+            over = moved[:k] & stopping.diverged(L, loss0[:k], la, lb, D, finite)
+            back = over & healthy[:k]
+            # flooding: a step that crossed the level b by more than _LEVEL_TOL·rtol·b is retried with
+            # the secant's step, so that the run stops on {L = b} (flow's docstring)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lev = level[:k]
+                cross = moved[:k] & flood[:k] & ~over & (np.sign(L - lev) != np.sign(prev_L[:k] - lev)) \
+                    & (np.abs(L - lev) > _LEVEL_TOL * rtol * lev)
+                frac = np.where(cross, np.clip((prev_L[:k] - lev) / (prev_L[:k] - L), 0.05, 0.95), 0.1)
+            back = np.flatnonzero((back | cross) & (rollbacks[:k] < _MAX_ROLLBACKS))
+            if back.size:
+                Y[back] = Y_prev[back]
+                t[back] = prev_t[back]
+                steps[back] -= 1
+                rej[back] += 1
+                rollbacks[back] += 1
+                h[back] = frac[back] * h_prev[back]
+                age[back] = jacobian_age
+                prev_t[back] = prev_L[back] = np.nan
+                moved[back] = False
+                snap = snap and bool(moved[:k].any())  # the rolled-back runs' state is recorded already
+                continue
+            rollbacks[np.flatnonzero(moved[:k])] = 0
+        moved[:k] = False
         if first:
             with np.errstate(over="ignore", invalid="ignore"):
                 da, db = system.rates_ab(F)
@@ -422,35 +502,35 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             beta, logc, _, _ = system.observe(pt)
             last_beta[idx], last_logc[idx], last_L[idx] = beta, logc, L
             out.traj.append((_scatter(out.t, idx, t[:k]), last_beta.copy(), last_L.copy(), last_logc.copy()))
-        # -- per-run stopping rules ---------------------------------------------------------------
+        # -- per-run stopping rules (dln.stopping.status), with the flow's own --------------------------
         with np.errstate(invalid="ignore"):
-            finite = np.isfinite(L) & np.isfinite(F).all(axis=1)
-            bad = _diverged(L, loss0[:k], *system.log_uv(pt), D, finite)
-            conv = finite & (L <= loss_tol * loss0[:k])
             dt = t[:k] - prev_t[:k]
             change = np.abs(prev_L[:k] - L) * t[:k] / np.where(dt > 0, dt, np.nan)
-            conv |= finite & (t[:k] > t_plateau[:k]) & (change <= stat_tol * L)
+            past = finite & (t[:k] > t_plateau[:k])
+            conv = past & (change <= stat_tol * L)
             # the same over the last doubling of t, robust to the integration noise in L
             due = t[:k] >= 2.0 * check_t[:k]
-            conv |= finite & due & (t[:k] > t_plateau[:k]) & _stationary(L, check_L[:k], max(stat_tol, rtol))
+            conv |= past & due & _stationary(L, check_L[:k], max(stat_tol, rtol))
             # flooding: the loss has reached the level, the Filippov solution stays on {L = b}
             fl = flood[:k]
             conv |= finite & fl & (np.sign(L - level[:k]) != np.sign(loss0[:k] - level[:k]))
+            # the loss has reached its round-off floor (it cannot be resolved below: docs/theory.md §1)
+            near = np.flatnonzero(finite & ~conv & (due | (L <= _FLOOR_CHECK * loss0[:k])))
+            if near.size:
+                conv[near] |= L[near] <= system.loss_floor(near, tuple(x[near] for x in pt))
         dd = np.flatnonzero(due)
         check_t[dd], check_L[dd] = t[dd], L[dd]
         attempts = steps[:k] + rej[:k]
-        stalled = (attempts >= stall_n[:k] + STALL_ATTEMPTS) & (t[:k] - stall_t[:k] <= 1e-4 * t[:k])
+        stalled = _stalled(attempts, t[:k], np.column_stack([stall_n[:k], stall_t[:k]]))
         ck = np.flatnonzero(attempts >= stall_n[:k] + STALL_ATTEMPTS)
         stall_n[ck], stall_t[ck] = attempts[ck], t[ck]
-        conv &= ~bad
-        over = ~bad & ~conv & ((steps[:k] >= max_steps) | (t[:k] >= t_max) | stalled)
-        stop = bad | conv | over
+        code = stopping.status(L, loss0[:k], *system.log_uv(pt), steps[:k], max_steps=max_steps, loss_tol=loss_tol,
+                               D=D, finite=finite, converged=conv, capped=(t[:k] >= t_max) | stalled)
+        stop = code != stopping.RUNNING
         if stop.any():
             j = np.flatnonzero(stop)
             gi = idx[j]
-            out.status[gi[bad[j]]] = "diverged"
-            out.status[gi[conv[j]]] = "converged"
-            out.status[gi[over[j]]] = "max_steps"
+            out.status[gi] = stopping.names(code[j])
             with np.errstate(over="ignore", invalid="ignore"):
                 beta, _, la, lb = system.observe(tuple(x[j] for x in pt))
                 out.a[gi], out.b[gi], out.beta[gi] = la, lb, beta
@@ -463,10 +543,9 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             idx = idx[keep]
             k = idx.size
             Y = Y[keep]
-            L, F = L[keep], F[keep]
+            L, F, Y_prev = L[keep], F[keep], Y_prev[keep]
             pt = tuple(x[keep] for x in pt)
-            for arr in (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L, check_t, check_L,
-                        stall_n, stall_t, level, flood):
+            for arr in per_run:
                 arr[:k] = arr[keep]
             system.take(keep)
             U, Ys = U[:, :k], Ys[:k]
@@ -477,31 +556,23 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             age[stale] = 0
         hh = np.minimum(h[:k], t_max - t[:k])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            sigma = 1.0 / (ros.GAMMA * hh)
-            system.prepare(sigma)
-            inv_h = (1.0 / hh)[:, None]
-            system.solve(F, sigma, U[0])
-            for i in range(1, s):
-                flat = U[:i].reshape(i, -1)
-                np.add(Y, (ros.A_HAT[i, :i] @ flat).reshape(k, N), out=Ys)
-                system.rates(Ys, F)
-                F += (ros.C_HAT[i, :i] @ flat).reshape(k, N) * inv_h
-                system.solve(F, sigma, U[i])
-            evals[:k] += s - 1
-            comb = np.stack([ros.M, ros.E]) @ U.reshape(s, -1)
-            Ynew = Y + comb[0].reshape(k, N)
-            ez, el = system.error_parts(comb[1].reshape(k, N), pt)
+            Ynew, E = _step(system, Y, F, hh, U, Ys)
+            evals[:k] += ros.STAGES - 1
+            ez, el = system.error_parts(E, pt)
             ez /= z_tol
             el /= l_tol
             err = np.sqrt(ez * ez + el * el)
         age[:k] += 1
-        err = np.where(np.isfinite(err) & np.isfinite(Ynew).all(axis=1), err, np.inf)
-        acc = err <= 1.0
-        with np.errstate(divide="ignore", over="ignore"):
-            fac = 0.9 * np.maximum(err, 1e-10) ** (-1.0 / ros.ORDER)
-        fac = np.where(acc, np.clip(fac, 0.2, 5.0), np.where(np.isfinite(err), np.clip(fac, 0.1, 0.9), 0.25))
+        err = np.where(np.isfinite(Ynew).all(axis=1), err, np.inf)
+        acc, h[:k] = control.propose(err, hh)
         a = np.flatnonzero(acc)
         prev_t[a], prev_L[a] = t[a], L[a]
+        la, lb = system.log_uv(pt)
+        healthy[a] = (L[a] <= _HEALTHY_LOSS * loss0[a]) & (D * np.maximum(np.max(la[a], axis=1), np.max(lb[a], axis=1))
+                                                        <= 0.5 * stopping.LOG_HUGE)
+        Y_prev[a] = Y[a]
+        h_prev[a] = hh[a]
+        moved[a] = True
         Y[a] = Ynew[a]
         t[a] += hh[a]
         steps[a] += 1
@@ -509,7 +580,6 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
         rej[rj] += 1
         # a rejected step rebuilds a model older than a few steps before the next attempt
         age[rj] = np.where(age[rj] >= _REJECT_REFRESH_AGE, jacobian_age, age[rj])
-        h[:k] = hh * fac
         snap = record and a.size > 0
     return out
 

@@ -37,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from . import memory
 from .errors import DLNError, fail
-from .grid import GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize, _parse_shard
+from .grid import DISCRETE_CHUNK, FLOW_MEMORY, GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize, _parse_shard
 from .lock import acquire, holder
 from .problem import default_n_test
 from .sweep_io import (
@@ -92,7 +92,10 @@ def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False
         No progress on stderr (a tqdm bar on a terminal or in a notebook, otherwise a status line
         every 10 s) and no summary line at the end.
     depth, rtol, max_steps, root_seed, chunk_size :
-        Solver depth D (2), flow tolerance (DEFAULT_RTOL), per-run step cap, root seed entropy (0), runs per batch (32).
+        Solver depth D (2), flow tolerance (DEFAULT_RTOL), per-run step cap, root seed entropy (0), and
+        at most ``chunk_size`` runs per batch (default None: the continuous-time runs of one dataset in
+        one batch, split only to bound memory, :func:`dln.grid.flow_chunk_limit`; discrete-time runs in
+        batches of at most :data:`dln.grid.DISCRETE_CHUNK` = 32).
 
     Returns
     -------
@@ -519,7 +522,9 @@ def add_sweep_parser(sub):
     g.add_argument("--root-seed", dest="root_seed", metavar="INT", default=None,
                    help="entropy of the root SeedSequence (default 0)")
     g.add_argument("--chunk-size", dest="chunk_size", metavar="B", default=None,
-                   help="at most B runs per batch (default 32)")
+                   help=f"at most B runs per batch (default: the continuous-time runs of one dataset in one "
+                        f"batch, split only to stay within {FLOW_MEMORY // 2**20} MiB; discrete-time runs in "
+                        f"batches of at most {DISCRETE_CHUNK})")
     r = p.add_argument_group("execution")
     r.add_argument("--out", metavar="DIR", required=True, help="output folder (results.csv, config.json)")
     r.add_argument("--workers", metavar="N", default=None, help="processes (default: the machine's cores)")
