@@ -14,9 +14,10 @@ with per-run step sizes, per-run Jacobian models and per-run status:
 The W of the method is a model of the stiff part of the Jacobian, n×n per run, diagonalized when it
 is rebuilt (every ``jacobian_age`` steps and after a rejected step), so that (σ − W)⁻¹ is two n×n
 products for any step size.  The local error is measured where it matters, in β: for a state error
-(δz, δℓ), δβ = m⊙δz + β⊙δℓ, relative to ‖m‖ (m = u² + v²; docs/theory.md §1), so tiny off-support
-weights (m ≈ 2c) do not drive the steps; the tolerance is scaled so that the relative error of the
-limit β∞ is about ``rtol`` (measured: docs/theory.md §4 ... README "How it integrates").
+(δz, δℓ), |δβ| ≤ m⊙(e^{|δz|} − 1) + |β⊙δℓ| to first order in δℓ, relative to ‖m‖ (m = u² + v²;
+docs/theory.md §1), so tiny off-support weights (m ≈ 2c) do not drive the steps, yet a step cannot
+move z by hundreds where m is tiny (u² would overflow); the tolerance is scaled so that the
+relative error of the limit β∞ is about ``rtol`` (measured: docs/theory.md §4 ... README "How it integrates").
 
 ``iterate`` (discrete maps: GD, SGD, label noise, in log coordinates) lives in :mod:`dln.discrete`;
 it is importable from here too.
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import model
 from . import rosenbrock as ros
 from . import stopping
 from .errors import check_choice, check_int, check_real, fail
@@ -138,12 +140,13 @@ class Result:
 
     @property
     def log_c(self) -> np.ndarray:
-        return self.state.a + self.state.b
+        """ln|u⊙v| at the end (:func:`dln.model.log_c`)."""
+        return model.log_c(self.state)
 
     @property
     def alpha_eff(self) -> np.ndarray:
-        """sqrt(|u⊙v|) at the end (docs/theory.md §1)."""
-        return np.exp(0.5 * self.log_c)
+        """sqrt(|u⊙v|) at the end (:func:`dln.model.alpha_eff`, docs/theory.md §1)."""
+        return model.alpha_eff(self.state)
 
     @property
     def log_c_theory(self) -> np.ndarray:
@@ -151,39 +154,36 @@ class Result:
 
     @property
     def z(self) -> np.ndarray:
-        return self.state.a - self.state.b
+        """z = ln|u/v| at the end (:func:`dln.model.mirror`)."""
+        return model.mirror(self.state)
+
+    def _rows(self, rows, direction, info) -> "Result":
+        """The runs ``rows`` (an index array or a slice) as a Result of ``direction``."""
+        tr = self.trajectory
+        if tr is not None:
+            tr = Trajectory(t=tr.t[:, rows], beta=tr.beta[:, rows], loss=tr.loss[:, rows], log_c=tr.log_c[:, rows])
+        st = State(self.state.a[rows], self.state.b[rows], self.state.su[rows], self.state.sv[rows])
+        return Result(direction=direction, state=st, beta=self.beta[rows], loss=self.loss[rows],
+                      status=self.status[rows], t=self.t[rows], steps=self.steps[rows], n_evals=self.n_evals[rows],
+                      gain=self.gain[rows], log_c0=self.log_c0[rows], z0=self.z0[rows], tilt=self.tilt[rows],
+                      rejected=None if self.rejected is None else self.rejected[rows], trajectory=tr,
+                      beta_mean=None if self.beta_mean is None else self.beta_mean[rows], info=info)
+
+    def _info(self, rows) -> dict:
+        B = self.beta.shape[0]
+        return {k: (v[rows] if isinstance(v, np.ndarray) and v.shape[:1] == (B,) else v) for k, v in self.info.items()}
 
     def take(self, rows) -> "Result":
         """The runs ``rows`` (in that order), with the same direction (for a Stack: to put the runs in
         another order, e.g. a sweep chunk's)."""
-        tr = self.trajectory
-        if tr is not None:
-            tr = Trajectory(tr.t[:, rows], tr.beta[:, rows], tr.loss[:, rows], tr.log_c[:, rows])
-        st = State(self.state.a[rows], self.state.b[rows], self.state.su[rows], self.state.sv[rows])
-        B = self.beta.shape[0]
-        info = {k: (v[rows] if isinstance(v, np.ndarray) and v.shape[:1] == (B,) else v) for k, v in self.info.items()}
-        return Result(self.direction, st, self.beta[rows], self.loss[rows], self.status[rows], self.t[rows],
-                      self.steps[rows], self.n_evals[rows], self.gain[rows], self.log_c0[rows], self.z0[rows],
-                      self.tilt[rows], rejected=None if self.rejected is None else self.rejected[rows],
-                      trajectory=tr, beta_mean=None if self.beta_mean is None else self.beta_mean[rows], info=info)
+        return self._rows(rows, self.direction, self._info(rows))
 
     def split(self) -> list:
         """One :class:`Result` per member of a :class:`~dln.methods.Stack` (views, in order)."""
         if not isinstance(self.direction, Stack):
             return [self]
-        out = []
-        for (d, _), lo, hi in zip(self.direction.members, self.direction.offsets[:-1], self.direction.offsets[1:]):
-            s = slice(int(lo), int(hi))
-            tr = self.trajectory
-            if tr is not None:
-                tr = Trajectory(tr.t[:, s], tr.beta[:, s], tr.loss[:, s], tr.log_c[:, s])
-            st = State(self.state.a[s], self.state.b[s], self.state.su[s], self.state.sv[s])
-            out.append(Result(d, st, self.beta[s], self.loss[s], self.status[s], self.t[s], self.steps[s],
-                              self.n_evals[s], self.gain[s], self.log_c0[s], self.z0[s], self.tilt[s],
-                              rejected=None if self.rejected is None else self.rejected[s], trajectory=tr,
-                              info={k: (v[s] if isinstance(v, np.ndarray) and v.shape[:1] == self.beta.shape[:1]
-                                        else v) for k, v in self.info.items()}))
-        return out
+        return [self._rows(slice(int(lo), int(hi)), d, self._info(slice(int(lo), int(hi))))
+                for (d, _), lo, hi in zip(self.direction.members, self.direction.offsets[:-1], self.direction.offsets[1:])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,12 +468,15 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             back = over & healthy[:k]
             # flooding: a step that crossed the level b by more than _LEVEL_TOL·rtol·b is retried with
             # the secant's step, so that the run stops on {L = b} (flow's docstring)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                lev = level[:k]
-                cross = moved[:k] & flood[:k] & ~over & (np.sign(L - lev) != np.sign(prev_L[:k] - lev)) \
-                    & (np.abs(L - lev) > _LEVEL_TOL * rtol * lev)
-                frac = np.where(cross, np.clip((prev_L[:k] - lev) / (prev_L[:k] - L), 0.05, 0.95), 0.1)
-            back = np.flatnonzero((back | cross) & (rollbacks[:k] < _MAX_ROLLBACKS))
+            frac = np.full(k, 0.1)
+            if flood[:k].any():
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    lev = level[:k]
+                    cross = moved[:k] & flood[:k] & ~over & (np.sign(L - lev) != np.sign(prev_L[:k] - lev)) \
+                        & (np.abs(L - lev) > _LEVEL_TOL * rtol * lev)
+                    frac = np.where(cross, np.clip((prev_L[:k] - lev) / (prev_L[:k] - L), 0.05, 0.95), frac)
+                back |= cross
+            back = np.flatnonzero(back & (rollbacks[:k] < _MAX_ROLLBACKS))
             if back.size:
                 Y[back] = Y_prev[back]
                 t[back] = prev_t[back]
@@ -649,18 +652,22 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     A run stops with status
 
     - ``converged`` when L ≤ loss_tol·L(0) (an interpolator to sqrt(loss_tol) relative residual),
-      or when it is stationary: extrapolating its last accepted step, the loss would change by
+      or L is at most its round-off floor (:func:`dln.stopping.loss_floor`: β = u² − v² is not
+      resolved better; e.g. features of scale 1e9), or when it is stationary: extrapolating its last accepted step, the loss would change by
       less than stat_tol·L over the time already elapsed, or it did change by less than
       max(stat_tol, rtol)·L since half that time (:func:`_stationary`), and that time exceeds the
       plateau time 20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary,
       docs/theory.md §2.2).  A stationary run need not interpolate: a regularized run whose
       coordinates collapse (u⊙v → 0) can stop at a loss > 0;
     - ``diverged`` on a non-finite or overflowing state or loss, or a loss 1e10 times the initial
-      one (:func:`_diverged`; the run is frozen, the other runs go on).  A coordinate collapsing
+      one (:func:`dln.stopping.diverged`; the run is frozen, the other runs go on).  An accepted step
+      that lands there from a state far from divergence is an overshoot, not the dynamics: it is
+      rolled back and retried 10× shorter (up to 8 times in a row).  A coordinate collapsing
       (u or v → 0, ln u → −∞) is not divergence: it is integrated on to the true limit;
     - ``converged`` for flooding (sign(L − b)∇L) as soon as the loss crosses the level b: the
       Filippov solution of the discontinuous flow stays on {L = b} (ẇ = 0 there, the convex
-      combination of ±∇L tangent to the level set); the state is the first accepted one past b;
+      combination of ±∇L tangent to the level set); the state is the first accepted one past b,
+      within 100·rtol·b of it (a step that crosses further is retried with the secant's step);
     - ``max_steps`` when its accepted steps reach ``max_steps``, its time reaches ``t_max``, or
       the step size has collapsed (:func:`_stalled`: a discontinuous right-hand side, as for
       normalized SAM on the interpolators; rejected steps are counted in ``Result.rejected``);
@@ -753,9 +760,11 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     state = State(a, b, state0.su.copy(), state0.sv.copy())
     with np.errstate(over="ignore", invalid="ignore"):
         loss = direction.problem.loss(beta)  # the loss of the returned β, by the problem's own formula
-    trajectory = Trajectory(*(np.array(x) for x in zip(*traj))) if record else None
-    return Result(direction, state, beta, loss, status.astype(str), t, steps, evals, gain, log_c0, z0,
-                  np.zeros((B, d)), rejected=rejected, trajectory=trajectory, info=dict(state_form=form))
+    trajectory = Trajectory(**dict(zip(("t", "beta", "loss", "log_c"), (np.array(x) for x in zip(*traj))))) \
+        if record else None
+    return Result(direction=direction, state=state, beta=beta, loss=loss, status=status.astype(str), t=t, steps=steps,
+                  n_evals=evals, gain=gain, log_c0=log_c0, z0=z0, tilt=np.zeros((B, d)), rejected=rejected,
+                  trajectory=trajectory, info=dict(state_form=form))
 
 
 def __getattr__(name):

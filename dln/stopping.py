@@ -121,7 +121,7 @@ def status(loss, loss0, a, b, steps, *, max_steps, loss_tol=None, D: int = 2, fi
         :data:`CONVERGED`, :data:`DIVERGED`, :data:`MAX_STEPS` or :data:`RUNNING`.
     """
     evaluated = np.asarray(evaluated, dtype=bool)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # LOSS_GROWTH·L(0) overflows for labels ~1e150
         loss_t, loss0_t = loss, loss0
         if not evaluated.all():
             loss_t = np.where(evaluated, loss, 0.0)
