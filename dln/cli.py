@@ -22,8 +22,8 @@ import numpy as np
 from . import __version__
 from .errors import DLNError, fail
 from .integrate import DEFAULT_RTOL
-from .methods import METHODS, VARIANTS
-from .problem import DESIGNS, load_problem, make_problem
+from .params import DATA_AXES, TABLE, choices, default
+from .problem import load_problem, make_problem
 from .simulate import MAX_STEPS
 
 #: Subcommands implemented in their own modules: name → (module, one-line help).  They are
@@ -104,58 +104,74 @@ def _float(text):
         raise argparse.ArgumentTypeError(f"must be a real number. Got {text!r} instead") from None
 
 
+_GROUPS = {"data": "data", "method": "method", "time": "time", "solver": "solver"}
+_TYPES = {float: _float, int: _int, str: str}
+
+
+def _parameter_help(p, multi: bool) -> str:
+    """A flag's help from its table entry: the text, the rule and the default."""
+    parts = [p.help]
+    if p.rule and p.choices is None:
+        parts.append(p.rule)
+    text = "; ".join(parts)
+    if p.name == "max_steps":
+        return f"{text} (default {MAX_STEPS['flow']} flow, {MAX_STEPS['discrete']} discrete)"
+    if p.name == "rtol":
+        return f"{text} (default {DEFAULT_RTOL:g})"
+    if p.default is not None and not (multi and p.name == "seed"):
+        return f"{text} (default {p.default})"
+    return text
+
+
+def add_parameter_arguments(p: argparse.ArgumentParser, groups, *, multi: bool = False):
+    """The flags of the parameters of ``groups`` ("data", "method", "time", "solver"), one per entry of
+    the parameter table (``dln.params.TABLE``, docs/design.md §5); ``multi``: several values each
+    (the sweep axes), and no solver flags' defaults (a grid file may give them).  Every value is
+    None when not given, except the solver settings of ``simulate``."""
+    made = {}
+    for param in TABLE:
+        if param.group not in groups or (multi and param.name == "seed"):
+            continue
+        g = made.get(param.group) or made.setdefault(param.group, p.add_argument_group(_GROUPS[param.group]))
+        kw = dict(help=_parameter_help(param, multi), default=None)
+        if param.name == "data":
+            kw["metavar"] = "FILE"
+        else:
+            kw["type"] = _TYPES[param.kind]
+            if param.axis:
+                kw["nargs"] = "+" if multi else None
+            if param.choices is not None:
+                kw["choices"] = choices(param.name)
+        if param.group == "solver" and not multi and param.name != "rtol":
+            kw["default"] = param.default
+        if param.name == "rtol" and not multi:
+            kw["default"] = DEFAULT_RTOL
+        if param.name == "seed":
+            kw["default"] = param.default
+        dest = "D" if param.name == "depth" else param.name
+        g.add_argument(param.flag, dest=dest, **kw)
+
+
 def add_data_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
     """Data flags (docs/design.md §5): --data FILE, or synthetic --n --d --k --noise --design --seed."""
-    g = p.add_argument_group("data")
-    nargs = "+" if multi else None
-    g.add_argument("--data", metavar="FILE", help=".npz with arrays X, y (optional X_test, y_test, beta_star) or .csv")
-    g.add_argument("--n", type=_int, nargs=nargs, default=None, help="samples (default 40)")
-    g.add_argument("--d", type=_int, nargs=nargs, default=None, help="dimension (default 100)")
-    g.add_argument("--k", type=_int, nargs=nargs, default=None, help="support size of beta* (default 5)")
-    g.add_argument("--noise", type=_float, nargs=nargs, default=None, help="label noise std (default 0)")
-    g.add_argument("--design", choices=DESIGNS, nargs=nargs, default=None, help="design of X (default gaussian)")
-    if not multi:
-        g.add_argument("--seed", type=_int, default=0, help="data seed (default 0)")
+    add_parameter_arguments(p, ("data",), multi=multi)
 
 
 def add_method_arguments(p: argparse.ArgumentParser, *, multi: bool = False):
-    """Method, hyper-parameter and time flags (docs/design.md §5); ``multi`` = several values each."""
-    nargs = "+" if multi else None
-    g = p.add_argument_group("method")
-    g.add_argument("--method", choices=METHODS, nargs=nargs, default=None, help="training method (default gf)")
-    g.add_argument("--variant", choices=VARIANTS, nargs=nargs, default=None,
-                   help="GR/SAM penalty on the full-batch gradient or per example (default full)")
-    g.add_argument("--alpha", type=_float, nargs=nargs, default=None, help="initialization scale u0 = v0 = A (default 0.1)")
-    g.add_argument("--gamma", type=_float, nargs=nargs, default=None, help="GR strength (penalty (gamma/2)|grad L|^2)")
-    g.add_argument("--eps", type=_float, nargs=nargs, default=None,
-                   help="finite-difference step > 0 (fgr ascends by +eps, bgr descends by eps)")
-    g.add_argument("--rho", type=_float, nargs=nargs, default=None, help="SAM radius (usam: rho*grad L, sam: rho*grad L/|grad L|)")
-    g.add_argument("--flood-level", dest="flood_level", type=_float, nargs=nargs, default=None, help="flooding level b >= 0")
-    t = p.add_argument_group("time")
-    t.add_argument("--time", choices=("flow", "discrete"), nargs=nargs, default=None, help="continuous flow or discrete steps (default flow)")
-    t.add_argument("--lr", type=_float, nargs=nargs, default=None, help="learning rate (discrete time)")
-    t.add_argument("--batch-size", dest="batch_size", type=_int, nargs=nargs, default=None,
-                   help="mini-batch size for SGD (discrete time)")
-    t.add_argument("--label-noise", dest="label_noise", type=_float, nargs=nargs, default=None,
-                   help="label-noise std for label-noise SGD (discrete time)")
-    s = p.add_argument_group("solver")
-    s.add_argument("--depth", dest="D", type=_int, default=2, help="depth D: beta = u^D - v^D (default 2)")
-    s.add_argument("--rtol", type=_float, default=DEFAULT_RTOL, help=f"flow tolerance (default {DEFAULT_RTOL:g})")
-    s.add_argument("--max-steps", dest="max_steps", type=_int, default=None,
-                   help=f"per-run cap on steps (default {MAX_STEPS['flow']} flow, {MAX_STEPS['discrete']} discrete)")
+    """Method, hyper-parameter, time and solver flags (docs/design.md §5); ``multi`` = several values each."""
+    add_parameter_arguments(p, ("method", "time", "solver"), multi=multi)
 
 
 def problem_from_args(args):
-    """The Problem named by the data flags."""
+    """The Problem named by the data flags (unset synthetic flags at their defaults, ``dln.params``)."""
     if args.data is not None:
-        for flag in ("n", "d", "k", "noise", "design"):
+        for flag in DATA_AXES:
             if getattr(args, flag) is not None:
                 raise DLNError(f"The '--{flag}' flag must be left unset with --data (it describes synthetic data). "
                                f"Got {getattr(args, flag)!r} instead.")
         return load_problem(args.data)
-    return make_problem(n=40 if args.n is None else args.n, d=100 if args.d is None else args.d,
-                        k=5 if args.k is None else args.k, noise=0.0 if args.noise is None else args.noise,
-                        design="gaussian" if args.design is None else args.design, seed=args.seed)
+    return make_problem(**{a: default(a) if getattr(args, a) is None else getattr(args, a) for a in DATA_AXES},
+                        seed=args.seed)
 
 
 def _jsonable(x):
@@ -171,11 +187,9 @@ def cmd_simulate(args) -> int:
     from .simulate import simulate
 
     problem = problem_from_args(args)
-    kw = dict(method=args.method or "gf", variant=args.variant or "full",
-              alpha=0.1 if args.alpha is None else args.alpha, gamma=args.gamma, eps=args.eps,
-              rho=args.rho, flood_level=args.flood_level, time=args.time or "flow", lr=args.lr,
-              batch_size=args.batch_size, label_noise=args.label_noise, D=args.D, rtol=args.rtol,
-              max_steps=args.max_steps, seed=args.seed)
+    kw = {p.name: default(p.name) if getattr(args, p.name) is None else getattr(args, p.name)
+          for p in TABLE if p.group in ("method", "time")}
+    kw.update(D=args.D, rtol=args.rtol, max_steps=args.max_steps, seed=args.seed)
     progress = step_callback("dln simulate", quiet=args.quiet)
     try:
         if args.save_trajectory is None:
@@ -238,7 +252,8 @@ def simulate_text(out: dict) -> list[str]:
     """The human-readable summary of a ``simulate --json`` object (every number formatted; n/a
     where a value does not apply)."""
     hp = ", ".join(f"{k}={fmt(out[k], 'g')}" for k in ("gamma", "eps", "rho", "flood_level", "lr", "batch_size",
-                                                        "label_noise") if out.get(k) is not None)
+                                                        "label_noise", "momentum")
+                   if out.get(k) is not None and not (k == "momentum" and out[k] == default(k)))
     head = f"{out['method']} ({out['variant']}), {out['time']} time: alpha={fmt(out['alpha'], 'g')}"
     lines = [head + (f", {hp}" if hp else "")]
     data = out["data"] if out.get("data") is not None else (
@@ -253,6 +268,7 @@ def simulate_text(out: dict) -> list[str]:
     pred = out["prediction"]
     if pred is None:
         why = (f"the run ended {out['status']}" if out["status"] != "converged" else
+               "no closed form for the limit of heavy-ball momentum in this project yet" if out.get("momentum") else
                "no closed form for this limit: depth D >= 3, or a limit that does not interpolate the data")
         lines.append(f"  prediction        n/a ({why})")
     else:

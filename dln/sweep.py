@@ -217,6 +217,7 @@ def _open_folder(plan: Plan, out, *, resume, save_trajectories, command, workers
         cfg = _config(plan, command, workers)
     else:
         cfg["resumes"].append(dict(command=command, time=_now(), workers=workers))
+        cfg["columns"] = list(COLUMNS)  # results.csv is rewritten below with this version's columns
     _atomic_write(cfg_path, json.dumps(cfg, indent=2, default=str) + "\n")
     _write_sorted(path, lines)
     if save_trajectories:
@@ -458,6 +459,7 @@ def merge(dirs, out, *, partial: bool = False, quiet: bool = True, command=None)
             raise fail("out", where, "a new or empty folder", f"{out} (it holds a sweep)")
         cfg = dict(base)
         cfg.update(command=command, created=_now(), shard=None, shard_runs=n_runs, merged_from=dirs, resumes=[],
+                   columns=list(COLUMNS),
                    versions=_versions())
         # config.json first, as a sweep does: a kill between the two leaves config.json alone, which
         # merging again (or --resume) completes

@@ -142,6 +142,7 @@ def run_task(task: dict, record: bool = False) -> dict:
             return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
                              D=task["depth"], lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
                              batch_size=task["batch_size"], label_noise=task["label_noise"], seeds=seeds,
+                             momentum=None if task.get("momentum") is None else np.asarray(task["momentum"], dtype=np.float64),
                              rtol=task["rtol"], max_steps=max_steps, record=rec, **hp)
 
     if record:
