@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import DLNError, check_choice, check_int, check_real, fail
 from .model import State, powers
+from .params import METHOD_RULES as _RULES
 from .problem import Problem
 
 METHODS = ("gf", "gr", "fgr", "bgr", "cgr", "usam", "sam", "flood")
@@ -42,7 +43,6 @@ PARAMS = {
 }
 #: Methods whose penalty has a per-example form (``--variant per-sample``); gf and flood take 'full' only.
 VARIANT_METHODS = ("gr", "fgr", "bgr", "cgr", "usam", "sam")
-_RULES = {"gamma": ("ge", 0.0), "eps": ("gt", 0.0), "rho": ("gt", 0.0), "flood_level": ("ge", 0.0)}
 
 
 @dataclass
