@@ -1,7 +1,10 @@
 """Command-line interface (docs/design.md §5 contract): ``dln SUBCOMMAND ...``.
 
-Subcommands: simulate, predict, sweep, merge, check, derive, figures, plot.  User errors print one
-line ``dln: error: …`` on stderr and exit with code 2 (``--debug`` re-raises instead).
+Subcommands: simulate, predict, sweep, merge, check, derive, figures, plot; every parser is built
+here (the sweep axes and the simulate flags from the parameter table, ``dln.params``).  User errors
+(``DLNError``, a bad flag, a file that cannot be used) print one line ``dln: error: …`` on stderr and
+exit with code 2; anything else raised inside dln is a bug: one line ``dln: internal error: …``
+asking to report it, exit code 1.  ``--debug`` re-raises instead (the traceback).
 ``--debug`` and ``--version`` / ``-V`` are accepted anywhere on the command line.
 
 Start-up stays light: the subcommands implemented in their own modules (sweep, merge, check,
@@ -22,7 +25,7 @@ import numpy as np
 from . import __version__
 from .errors import DLNError, fail
 from .integrate import DEFAULT_RTOL
-from .params import DATA_AXES, TABLE, choices, default
+from .params import DATA_AXES, GEOM_KEYS, TABLE, choices, default
 from .problem import load_problem, make_problem
 from .simulate import MAX_STEPS
 
@@ -471,10 +474,91 @@ def build_parser(argv=None) -> Parser:
     s.add_argument("--only", default=None, help="one derivation by name")
     s.set_defaults(func=cmd_derive)
 
+    # built here; each command's module (dln.sweep, dln.check, dln.plot) is imported only when it runs
+    _add_sweep_parser(sub)
+    _add_merge_parser(sub)
+    _add_check_parser(sub)
     command = None if argv is None else _command_name(argv)
-    for name in ("sweep", "merge", "check", "figures"):
-        _register_optional(sub, name, build=argv is None or name == command)
-    _add_plot_parser(sub)  # built here: dln.plot (matplotlib) is imported only when the plot runs
+    _register_optional(sub, "figures", build=argv is None or command == "figures")
+    _add_plot_parser(sub)
+    return p
+
+
+def _run(module: str, name: str):
+    """A subcommand's ``func``: ``module.name(args)``, the module imported when the command runs."""
+    def func(args):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+    func.__name__ = name
+    return func
+
+
+RECIPE = """\
+SLURM job array (one shard per array task; --resume lets a requeued task continue):
+  sbatch --array=1-8 --cpus-per-task=4 --wrap 'dln sweep GRID-FLAGS --workers 4 --quiet --resume \\
+      --shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" --out runs/shard-$SLURM_ARRAY_TASK_ID'
+  sbatch --dependency=afterok:JOBID --wrap 'dln merge runs/shard-* --out runs/all'
+"""
+
+
+def _add_sweep_parser(sub):
+    """``dln sweep`` (docs/design.md §5): every axis of the parameter table takes several values."""
+    p = sub.add_parser("sweep", help=OPTIONAL["sweep"][1],
+                       description="Run the product of the given values (and --seeds K datasets per cell) in batches "
+                                   "over --workers processes; results.csv gets one row per run as batches finish.",
+                       epilog=RECIPE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(p, multi=True)
+    add_method_arguments(p, multi=True)
+    g = p.add_argument_group("grid")
+    g.add_argument("--seeds", metavar="K", default=None, help="K datasets per cell: seeds 0..K-1 (default 1)")
+    g.add_argument("--seed", metavar="S", nargs="+", default=None, help="explicit data seeds (instead of --seeds)")
+    g.add_argument("--grid", metavar="FILE.json", default=None,
+                   help="the grid as JSON: an object mapping flags to values (or a list of objects: union)")
+    for name in GEOM_KEYS:
+        g.add_argument(f"--{name.replace('_', '-')}-geom", dest=f"{name}_geom", nargs=3,
+                       metavar=("START", "STOP", "NUM"),
+                       default=None, help=f"NUM values of {name} from START to STOP, geometrically spaced")
+    g.add_argument("--root-seed", dest="root_seed", metavar="INT", default=None,
+                   help="entropy of the root SeedSequence (default 0)")
+    g.add_argument("--chunk-size", dest="chunk_size", metavar="B", default=None,
+                   help="at most B runs per batch (default 32)")
+    r = p.add_argument_group("execution")
+    r.add_argument("--out", metavar="DIR", required=True, help="output folder (results.csv, config.json)")
+    r.add_argument("--workers", metavar="N", default=None, help="processes (default: the machine's cores)")
+    r.add_argument("--shard", metavar="I/N", default=None, help="run the I-th of N deterministic parts of the grid")
+    r.add_argument("--resume", action="store_true", help="complete the sweep in --out, skipping finished runs")
+    r.add_argument("--save-trajectories", dest="save_trajectories", action="store_true",
+                   help="write trajectories/chunk-XXXXX.npz per batch")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, else a status line on stderr every 10 s), no summary")
+    p.set_defaults(func=_run("dln.sweep", "cmd_sweep"))
+    return p
+
+
+def _add_merge_parser(sub):
+    """``dln merge DIR... --out DIR``."""
+    p = sub.add_parser("merge", help=OPTIONAL["merge"][1],
+                       description="Join the folders of `dln sweep --shard I/N` into the results.csv an unsharded "
+                                   "sweep writes.", epilog=RECIPE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="shard folders")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    p.add_argument("--partial", action="store_true", help="write what there is even if runs are missing")
+    p.add_argument("--quiet", action="store_true", help="no summary line")
+    p.set_defaults(func=_run("dln.sweep", "cmd_merge"))
+    return p
+
+
+def _add_check_parser(sub):
+    """``dln check``: the theory verified on one problem."""
+    p = sub.add_parser("check", help=OPTIONAL["check"][1],
+                       description="Verify the theory: each row simulates on one problem (default n=20, d=50, "
+                                   "k=3) and compares with a closed form; rows are printed as they finish, then "
+                                   "the count of passing claims.  Exit code 0 only if every claim passes.")
+    add_data_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the table as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress status on stderr")
+    p.set_defaults(func=_run("dln.check", "cmd_check"))
     return p
 
 
@@ -625,6 +709,24 @@ def _lenient_streams():
                 pass
 
 
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ").replace("\r", " ").strip()
+
+
+def report_url() -> str:
+    """Where to report a bug: the project URL of the installed package's metadata (setup.cfg ``url``
+    or ``project_urls``), else the project's issue tracker named in words."""
+    try:
+        from importlib.metadata import metadata
+
+        meta = metadata("dln")
+        urls = [u.split(",", 1)[-1].strip() for u in meta.get_all("Project-URL") or []] + [meta.get("Home-page")]
+    except Exception:  # noqa: BLE001 - no metadata (a source checkout): the words below
+        urls = []
+    urls = [u for u in urls if u and u != "UNKNOWN"]
+    return urls[0] if urls else "the dln issue tracker"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv[:argv.index("--")] if "--" in argv else "--debug" in argv
@@ -642,22 +744,24 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `dln simulate --json | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
-    except (np.linalg.LinAlgError, MemoryError, RecursionError) as exc:
-        # not the user's mistake: one line that says so (exit 1), the traceback with --debug
-        if debug:
-            raise
-        what = "out of memory (see DLN_MAX_MEMORY in the README)" if isinstance(exc, MemoryError) else \
-            "the computation failed on this input: a bug of dln, please report it (--debug shows the traceback)"
-        message = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
-        print(f"dln: error: {what} ({message})", file=sys.stderr)
-        return 1
-    except (UsageError, DLNError, ValueError, OSError) as exc:
+    except (UsageError, DLNError, OSError) as exc:  # the user's input or files: one line, exit 2
         if debug:
             raise
         message = _os_error(exc, args) if isinstance(exc, OSError) else str(exc)
         message = message.replace("\n", " ").replace("\r", " ").strip() or type(exc).__name__
         print(f"dln: error: {message}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        if debug:
+            raise
+        print(f"dln: error: out of memory (see DLN_MAX_MEMORY in the README) ({_one_line(exc)})", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - anything else raised inside dln is a bug, not the user's mistake
+        if debug:
+            raise
+        print(f"dln: internal error: {_one_line(exc)} — please report it at {report_url()} (rerun with --debug "
+              "for the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dln: interrupted", file=sys.stderr)
         return 130
