@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__
 from .errors import DLNError, fail
 from .integrate import DEFAULT_RTOL
-from .params import DATA_AXES, GEOM_KEYS, TABLE, choices, default
+from .params import DATA_AXES, GEOM_KEYS, TABLE, check as check_param, choices, default
 from .problem import load_problem, make_problem
 from .simulate import MAX_STEPS
 
@@ -359,8 +359,6 @@ def cmd_predict(args) -> int:
     (exit 2): the prediction does not exist, for any potential."""
     from analysis.predict import INFEASIBLE, interpolation_residual, min_l1, min_l2, mirror_argmin
 
-    from .errors import check_real
-
     run = None
     if args.from_run is not None:
         given = [(k, getattr(args, k)) for k in ("data", "n", "d", "k", "noise", "design", "seed", "alpha")
@@ -375,7 +373,7 @@ def cmd_predict(args) -> int:
         problem = problem_from_args(args)
     if args.potential == "q":
         if run is None:
-            alpha = check_real("alpha", 0.1 if args.alpha is None else args.alpha, "predict", gt=0.0)
+            alpha = check_param("alpha", default("alpha") if args.alpha is None else args.alpha, "predict")
             log_c, tilt = 2.0 * np.log(alpha) * np.ones(problem.d), np.zeros(problem.d)
         res = mirror_argmin(problem.X, problem.y, log_c=log_c, z0=tilt if np.any(tilt) else None)
         if res.status == "infeasible":
@@ -407,7 +405,7 @@ def cmd_predict(args) -> int:
     if run is not None:
         what = f"q, alpha_eff and tilt of the run in {args.from_run} ({run.get('method', '?')}, {run.get('time', 'flow')} time)"
     elif args.potential == "q":
-        what = f"q (alpha={fmt(0.1 if args.alpha is None else args.alpha, 'g')})"
+        what = f"q (alpha={fmt(default('alpha') if args.alpha is None else args.alpha, 'g')})"
     else:
         what = args.potential
     print(f"potential {what}: status {status}, primal residual {fmt(primal)}, KKT residual {fmt(kkt)}")
@@ -460,7 +458,8 @@ def build_parser(argv=None) -> Parser:
                                    "dln predict --from-run run.json' checks a GR limit.")
     add_data_arguments(s)
     s.set_defaults(seed=None)  # None = not given (0 for synthetic data; an error with --from-run)
-    s.add_argument("--alpha", type=_float, default=None, help="initialization scale (potential q; default 0.1)")
+    s.add_argument("--alpha", type=_float, default=None,
+                   help=f"initialization scale (potential q; default {default('alpha')})")
     s.add_argument("--from-run", dest="from_run", metavar="RUN.json", default=None,
                    help="use the data, alpha_eff (log_c) and tilt of a run saved by 'dln simulate --json' "
                         "('-' reads stdin); reports the relative distance to the run's beta")

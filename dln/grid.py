@@ -45,7 +45,7 @@ from .errors import check_int, check_real, fail
 from .integrate import DEFAULT_RTOL
 from .methods import METHODS, PARAMS, VARIANT_METHODS
 from .model import WEIGHT_MIN
-from .params import (DATA_AXES, DISCRETE_ONLY, GEOM_KEYS, HYPER, KEY_COLUMNS, TIMES, P as PARAMS_TABLE, check,
+from .params import (DATA_AXES, DISCRETE_ONLY, GEOM_KEYS, HYPER, KEY_COLUMNS, P as PARAMS_TABLE, check,
                      default, id_values)
 from .problem import Problem, load_problem
 

@@ -14,7 +14,7 @@ from . import memory
 from . import methods as _methods
 from .discrete import Recording, iterate
 from .discrete import HeavyBall
-from .errors import check_choice, check_real, fail
+from .errors import check_choice, fail
 from .integrate import DEFAULT_RTOL, Result, flow
 from .model import initial_state
 from .params import KEY_COLUMNS, TIMES, check as check_param, check_times, default
