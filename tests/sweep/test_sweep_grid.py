@@ -225,8 +225,12 @@ def test_sweep_with_momentum_writes_the_column_and_equals_simulate(tmp_path):
     from dln.sweep import sweep
     from dln.workers import _problem
 
+    import dln
+
     recs = sweep(method=["gf"], alpha=[0.1], time=["discrete"], lr=[0.05], momentum=[0.0, 0.5], n=[10], d=[20],
-                 k=[2], out=tmp_path / "m", workers=1, quiet=True)
+                 k=[2], out=tmp_path / "m", workers=1, quiet=True, save_trajectories=True)
+    traj = dln.load_trajectory(tmp_path / "m" / "trajectories" / "chunk-00000.npz")
+    assert [r["momentum"] for r in traj.runs] == [0.0, 0.5]
     header = (tmp_path / "m" / "results.csv").read_text().splitlines()[0].split(",")
     assert "momentum" in header and [r["momentum"] for r in recs] == [0.0, 0.5]
     p = plan(method=["gf"], alpha=[0.1], time=["discrete"], lr=[0.05], momentum=[0.0, 0.5], n=[10], d=[20], k=[2])
