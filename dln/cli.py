@@ -107,52 +107,40 @@ def _float(text):
         raise argparse.ArgumentTypeError(f"must be a real number. Got {text!r} instead") from None
 
 
-_GROUPS = {"data": "data", "method": "method", "time": "time", "solver": "solver"}
 _TYPES = {float: _float, int: _int, str: str}
 
 
 def _parameter_help(p, multi: bool) -> str:
     """A flag's help from its table entry: the text, the rule and the default."""
-    parts = [p.help]
-    if p.rule and p.choices is None:
-        parts.append(p.rule)
-    text = "; ".join(parts)
+    text = p.help if p.choices is not None or not p.rule else f"{p.help}; {p.rule}"
     if p.name == "max_steps":
         return f"{text} (default {MAX_STEPS['flow']} flow, {MAX_STEPS['discrete']} discrete)"
     if p.name == "rtol":
         return f"{text} (default {DEFAULT_RTOL:g})"
-    if p.default is not None and not (multi and p.name == "seed"):
-        return f"{text} (default {p.default})"
-    return text
+    return text if p.default is None else f"{text} (default {p.default})"
 
 
 def add_parameter_arguments(p: argparse.ArgumentParser, groups, *, multi: bool = False):
     """The flags of the parameters of ``groups`` ("data", "method", "time", "solver"), one per entry of
-    the parameter table (``dln.params.TABLE``, docs/design.md §5); ``multi``: several values each
-    (the sweep axes), and no solver flags' defaults (a grid file may give them).  Every value is
-    None when not given, except the solver settings of ``simulate``."""
+    the parameter table (``dln.params.TABLE``, docs/design.md §5).  With ``multi`` (``dln sweep``)
+    every axis takes several values and ``--seed`` is left to the caller.  A flag not given is None
+    (its default applies downstream), except the solver settings and the data seed of a single run."""
     made = {}
     for param in TABLE:
         if param.group not in groups or (multi and param.name == "seed"):
             continue
-        g = made.get(param.group) or made.setdefault(param.group, p.add_argument_group(_GROUPS[param.group]))
+        if param.group not in made:
+            made[param.group] = p.add_argument_group(param.group)
         kw = dict(help=_parameter_help(param, multi), default=None)
         if param.name == "data":
             kw["metavar"] = "FILE"
         else:
-            kw["type"] = _TYPES[param.kind]
-            if param.axis:
-                kw["nargs"] = "+" if multi else None
-            if param.choices is not None:
-                kw["choices"] = choices(param.name)
-        if param.group == "solver" and not multi and param.name != "rtol":
-            kw["default"] = param.default
-        if param.name == "rtol" and not multi:
-            kw["default"] = DEFAULT_RTOL
-        if param.name == "seed":
-            kw["default"] = param.default
-        dest = "D" if param.name == "depth" else param.name
-        g.add_argument(param.flag, dest=dest, **kw)
+            kw.update(type=_TYPES[param.kind], choices=choices(param.name))
+            if param.axis and multi:
+                kw["nargs"] = "+"
+        if not multi and (param.group == "solver" or param.name == "seed"):
+            kw["default"] = DEFAULT_RTOL if param.name == "rtol" else param.default
+        made[param.group].add_argument(param.flag, dest="D" if param.name == "depth" else param.name, **kw)
 
 
 def add_data_arguments(p: argparse.ArgumentParser, *, multi: bool = False):

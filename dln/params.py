@@ -83,10 +83,9 @@ class Param:
 
     @property
     def rule(self) -> str:
-        """The bounds in words, for help texts."""
-        parts = [f"{op} {b:g}" for op, b in (("> ", self.gt), (">= ", self.ge), ("< ", self.lt), ("<= ", self.le))
-                 if b is not None]
-        return ", ".join(p.replace("  ", " ") for p in parts)
+        """The bounds in words, for help texts ("> 0", ">= 0, < 1")."""
+        return ", ".join(f"{op} {b:g}" for op, b in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+                         if b is not None)
 
 
 _D = "discrete",
