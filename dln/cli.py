@@ -242,8 +242,8 @@ def simulate_json(rec: dict) -> dict:
 def simulate_text(out: dict) -> list[str]:
     """The human-readable summary of a ``simulate --json`` object (every number formatted; n/a
     where a value does not apply)."""
-    hp = ", ".join(f"{k}={fmt(out[k], 'g')}" for k in ("gamma", "eps", "rho", "flood_level", "lr", "batch_size",
-                                                        "label_noise", "momentum")
+    shown = [p.name for p in TABLE if p.axis and p.group in ("method", "time") and p.kind is not str and p.name != "alpha"]
+    hp = ", ".join(f"{k}={fmt(out[k], 'g')}" for k in shown
                    if out.get(k) is not None and not (k == "momentum" and out[k] == default(k)))
     head = f"{out['method']} ({out['variant']}), {out['time']} time: alpha={fmt(out['alpha'], 'g')}"
     lines = [head + (f", {hp}" if hp else "")]

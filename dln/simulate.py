@@ -17,7 +17,7 @@ from .discrete import HeavyBall
 from .errors import check_choice, fail
 from .integrate import DEFAULT_RTOL, Result, flow
 from .model import initial_state
-from .params import KEY_COLUMNS, TIMES, check as check_param, check_times, default
+from .params import HYPER, KEY_COLUMNS, TIMES, check as check_param, check_times, default
 from .problem import Problem
 #: threshold on |β_i| / max|β| for support recovery (precision / recall columns)
 SUPPORT_THRESHOLD = 1e-3
@@ -221,7 +221,7 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
         rec = dict(method=direction.method, variant=direction.variant, time="flow" if lr is None else "discrete")
         alpha = result.info.get("alpha")
         rec["alpha"] = None if alpha is None or not np.isfinite(alpha[i]) else float(alpha[i])
-        for name in ("gamma", "eps", "rho", "flood_level"):
+        for name in HYPER:
             p = direction.params.get(name)
             rec[name] = None if p is None else float(p[i if p.shape[0] > 1 else 0, 0])
         rec["lr"] = None if lr is None else float(lr[i])
