@@ -55,6 +55,10 @@ SETTING_DEFAULTS = {"depth": default("depth"), "rtol": DEFAULT_RTOL, "max_steps"
                     "chunk_size": None}
 #: the value lists of a grid: the sweep axes of the parameter table
 LIST_KEYS = tuple(name for name in KEY_COLUMNS if name != "data")
+#: discrete-time parameters that split batches (one sampler per batch) ...
+BATCH_STEP = ("batch_size", "label_noise")
+#: ... and those a batch takes per run (a vector of shape (B,) given to ``run_batch``)
+PER_RUN_STEP = tuple(a for a in DISCRETE_ONLY if a not in BATCH_STEP)
 #: discrete-time batches hold at most this many runs unless ``chunk_size`` says otherwise
 DISCRETE_CHUNK = 32
 #: memory a flow batch may use (its per-run arrays, see :func:`flow_chunk_limit`)
@@ -479,8 +483,8 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
         if run["time"] == "flow":
             key = (cells_of[i]["sha"], run["seed"], "flow")
         else:
-            key = (cells_of[i]["sha"], run["seed"], run["method"], run["variant"], run["time"], run["batch_size"],
-                   run["label_noise"])
+            key = (cells_of[i]["sha"], run["seed"], run["method"], run["variant"], run["time"],
+                   *(run[a] for a in BATCH_STEP))
         groups.setdefault(key, []).append(i)
     chunks = []
     size = settings["chunk_size"]
@@ -520,8 +524,7 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
             label_noise=first["label_noise"], segments=[(m, v, pos) for (m, v), pos in segments.items()],
             alpha=[runs[i]["alpha"] for i in members],
             **{h: ([runs[i][h] for i in members] if h in used else None) for h in HYPER},
-            lr=None if first["time"] == "flow" else [runs[i]["lr"] for i in members],
-            momentum=None if first["time"] == "flow" else [runs[i]["momentum"] for i in members],
+            **{a: (None if first["time"] == "flow" else [runs[i][a] for i in members]) for a in PER_RUN_STEP},
             seeds=[(root, int(runs[i]["run_id"][1:], 16)) for i in members] if stochastic else None,
             depth=settings["depth"], rtol=settings["rtol"], max_steps=settings["max_steps"])
     return plan

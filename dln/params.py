@@ -9,10 +9,10 @@ help text, whether it is a sweep axis and a column of ``results.csv``.  Derived 
 - the value lists of a sweep grid and their checks (``dln.grid``), the key columns of
   ``results.csv`` and the run id (:data:`KEY_COLUMNS`, :func:`id_values`);
 - the validation of ``dln.simulate.run_batch`` (:func:`check`, :func:`check_times`);
-- the parameters of ``dln.DLNRegressor``.
+- the parameters of ``dln.DiagonalLinearNetwork``.
 
-Which *methods* use a hyper-parameter is not here: it is ``dln.methods.PARAMS`` (method → names),
-read through :func:`users`.  Adding a hyper-parameter is one entry here plus its use in the method or
+Which *methods* use a hyper-parameter is not here: it is ``dln.methods.PARAMS`` (method → names).
+Adding a hyper-parameter is one entry here plus its use in the method or
 update rule (docs/design.md "Adding a parameter / adding a method").
 
 Run ids stay stable when a parameter is added: a parameter with ``since`` > 1 enters a run's id only
@@ -124,13 +124,14 @@ P = {p.name: p for p in TABLE}
 
 #: Columns that identify a run, named like the flags (docs/design.md §5).
 KEY_COLUMNS = tuple(p.name for p in TABLE if p.axis)
-#: Hyper-parameters of the methods (``dln.methods.PARAMS`` says which method uses which).
-HYPER = ("gamma", "eps", "rho", "flood_level")
+#: Hyper-parameters of the methods (``dln.methods.PARAMS`` says which method uses which): the
+#: real-valued method parameters but the initialization scale.
+HYPER = tuple(p.name for p in TABLE if p.group == "method" and p.kind is float and p.name != "alpha")
 #: Parameters of discrete time only.
 DISCRETE_ONLY = tuple(p.name for p in TABLE if p.axis and p.times == _D)
-DATA_AXES = ("n", "d", "k", "noise", "design")
-#: Real-valued sweep axes, and those with a ``--NAME-geom`` range.
-REAL_AXES = tuple(p.name for p in TABLE if p.axis and p.kind is float)
+#: The parameters of a synthetic data cell (``dln.problem.make_problem``; the seed apart).
+DATA_AXES = tuple(p.name for p in TABLE if p.group == "data" and p.name not in ("data", "seed"))
+#: Sweep axes with a ``--NAME-geom START STOP NUM`` range.
 GEOM_KEYS = tuple(p.name for p in TABLE if p.geom)
 #: Bounds of the methods' hyper-parameters as (rule, bound), as ``dln.methods`` checks them.
 METHOD_RULES = {p.name: (("gt", p.gt) if p.gt is not None else ("ge", p.ge)) for p in TABLE if p.name in HYPER}
@@ -151,13 +152,6 @@ def choices(name: str) -> tuple | None:
 
     module, attr = where.split(":")
     return getattr(importlib.import_module(f"dln.{module}"), attr)
-
-
-def users(name: str) -> tuple:
-    """The methods that use a hyper-parameter (``dln.methods.PARAMS``)."""
-    from .methods import METHODS, PARAMS
-
-    return tuple(m for m in METHODS if name in PARAMS[m])
 
 
 def check(name: str, value, where: str = "", *, array: bool = True):
