@@ -325,6 +325,9 @@ def prediction_from_run(path: str):
     run is argmin_{Xβ=y} φ_c(β) − ⟨tilt, β⟩ with c = exp(log_c) (docs/theory.md §4, §5.1).  A record
     without ``log_c`` uses 2·ln(alpha_eff); without ``tilt``, only a flow run (tilt 0) is accepted."""
     rec = _read_run(path)
+    if rec.get("momentum") not in (None, 0, 0.0):
+        raise fail("--from-run", "predict", "a run without heavy-ball momentum (its limit has no closed form in this "
+                   "project yet, docs/theory.md §5.5)", f"{path} (momentum {rec['momentum']!r})")
     problem = _run_problem(rec, path)
     if "log_c" in rec:
         log_c = _run_vector(rec, "log_c", problem.d, path)

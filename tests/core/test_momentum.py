@@ -139,3 +139,17 @@ def test_cli_momentum_zero_is_gd_and_flow_refuses_momentum(capsys):
     assert main(["simulate", "--n", "10", "--d", "20", "--k", "2", "--momentum", "0.5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("dln: error: The 'momentum' parameter of simulate")
+
+
+def test_predict_from_a_momentum_run_is_refused(tmp_path, capsys):
+    """The tilt of a heavy-ball run is measured, not predicted: ``predict --from-run`` says so (exit 2)
+    instead of printing a prediction that is an identity; a GD record of the same data is accepted."""
+    base = ["simulate", "--n", "10", "--d", "20", "--k", "2", "--time", "discrete", "--lr", "0.05", "--json"]
+    for extra, code in ((["--momentum", "0.5"], 2), ([], 0)):
+        assert main(base + extra) == 0
+        path = tmp_path / "run.json"
+        path.write_text(capsys.readouterr().out)
+        assert main(["predict", "--from-run", str(path)]) == code
+        err = capsys.readouterr().err
+        assert (err.startswith("dln: error: The '--from-run' parameter of predict must be a run without heavy-ball "
+                               "momentum") and err.count("\n") == 1) if code else err == ""
