@@ -17,32 +17,47 @@ views of it.
 
 How to add a method
 -------------------
-Write its functions and one spec in this module, and add the spec to :data:`METHODS_REGISTRY`.
-Nothing else dispatches on the method name: ``dln.methods.make``, the CLI choices, the grid's
-parameter checks and the records read ``METHODS``, ``PARAMS`` and ``VARIANT_METHODS``, which are
-derived from the registry.  A new *hyper-parameter* is added to the parameter table as well
-(docs/design.md, "Adding a parameter").  Then add the method's closed form to docs/theory.md and a
-test of its rates against an independent computation (finite differences of its potential, or a
-plain loop over examples) in tests/core/test_methods.py.
+Write the method's functions and its spec in this module and put the spec in ``_SPECS``.  The
+direction (:func:`dln.methods.make`), its Jacobian model, the reduced flow and the gain bookkeeping
+dispatch through the spec; the CLI's ``--method`` choices, the grid's parameter rules, ``run_batch``
+and the records read ``METHODS``, ``PARAMS`` and ``VARIANT_METHODS``, which derive from the
+registry.  A method with a *new hyper-parameter* also needs its entry in the parameter table
+(docs/design.md, "Adding a parameter").  Then write the update in docs/theory.md and test the rates
+against an independent oracle (the definition with ∇L at the perturbed points, or finite differences
+of an objective, as in tests/core/test_methods.py) and the reduced rates against the rates
+(tests/core/test_reduced.py).  The method's name is still read in two places that are about
+*flooding* rather than about a method: the flooding stop rules of ``flow`` and ``iterate``; and
+``dln.workers`` keeps a per-method cost estimate for scheduling (an unknown method costs 1).
 
-For example, *damped GR* ẇ = −(1 − λ)∇L − γH∇L (hypothetical; λ ∈ [0, 1)) is GR with its first term
-scaled.  Its gain is that of GR (d ln(u⊙v)/dt = −8γ g²), the Jacobian model and the reduced
-constants too (up to the factor 1 − λ, which the model may ignore)::
+Example: asymmetric finite-difference GR with the backward step half the forward one (hypothetical),
 
-    def _damped_gr_rates(dirn, state, pt, P, data, out, full):
-        _gr_rates(dirn, state, pt, P, data, out, full)       # −k⊙(Q + γ(D−1)k⊙s), with Q ∋ g
-        lam = P["damping"]
-        out.da += lam * pt["ku"] * pt["g"]                   # add back λ·k⊙g: q = (1 − λ)g + …
-        out.db += lam * pt["kv"] * pt["g"]
+    G = ∇L + (2γ/3ε)[∇L(w + ε∇L) − ∇L(w − (ε/2)∇L)]        (= ∇L + γH∇L + O(ε)).
 
-    DAMPED_GR = MethodSpec(
-        name="dgr", params=("gamma", "damping"), variants=("full",), per_example=False, gain_param="gamma",
-        rates=_damped_gr_rates, jacobian=_penalty_jacobian("gamma"), reduced=None,
-        summary="damped GR: ẇ = −(1 − λ)∇L − γH∇L")
+With the ascent primitive at ±ε, its rates are those of central differences with the weights moved;
+the gain, by the lemma of docs/theory.md §4, is d ln(u⊙v)/dt = −8γ g⊙[g̃(ε) + ½g̃(−ε/2)]/(3/2); and
+the reduced constants follow from r_ε = r + 4εq₁ + 4ε²q₂ (:mod:`dln.reduced`) as for F-GR::
 
-``reduced=None`` says the method has no reduced form: :func:`dln.integrate.flow` then integrates
-it in the network's own coordinates (``state_form="general"``).  Every function receives ``P``,
-the method's hyper-parameters as per-run columns of shape (B, 1).
+    def _agr_rates(dirn, state, pt, P, data, out, full):
+        gamma, eps = P["gamma"], P["eps"]
+        k = gamma / (1.5 * eps)
+        ascent = _ascent(dirn, full)
+        qu_p, qv_p, aux_p = ascent(pt, eps, data)
+        qu_m, qv_m, aux_m = ascent(pt, -0.5 * eps, data)
+        np.multiply(-pt["ku"], pt["g"] + k * (qu_p - qu_m), out=out.da)
+        np.multiply(-pt["kv"], pt["g"] + k * (qv_p - qv_m), out=out.db)
+        _ascent_gain(pt, (aux_p + 0.5 * aux_m) / 1.5, data, out, full)
+
+    def _agr_reduced(co, P, full):  # p = r + 4γq₁ + 2γε q₂;  r_ε of the gain: r + 2ε q₁ + 3ε² q₂
+        gamma, eps = P["gamma"], P["eps"]
+        co.g4[:], co.gmod[:] = 4.0 * gamma, gamma
+        co.c1[:], co.c2[:], co.c3[:] = 2.0 * gamma * eps, 2.0 * eps, 3.0 * eps * eps
+
+    MethodSpec("agr", ("gamma", "eps"), VARIANTS, True, "gamma", _agr_rates, _penalty_jacobian("gamma"),
+               _agr_reduced, "asymmetric finite-difference GR: G = ∇L + (2γ/3ε)[∇L(w + ε∇L) − ∇L(w − ε∇L/2)]")
+
+tests/core/test_registry.py registers exactly this spec and checks it end to end (rates against the
+definition, reduced rates against the rates, ``run_batch`` in both state forms).  Every
+function of a spec receives ``P``, the hyper-parameters as per-run columns of shape (B, 1).
 """
 from __future__ import annotations
 
