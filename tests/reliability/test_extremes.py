@@ -129,6 +129,52 @@ def test_large_single_hyper_parameter(small_problem, method, variant):
     values = np.array([1e2, 1e6, 1e12, 1e100, 1e300])
     res = _strict(run_batch, small_problem, method, variant=variant, alpha=0.1, max_steps=30, **{name: values})
     _check_statuses(res, values.size)
+    if method == "flood":
+        _check_flooding_ascent(small_problem, values)
+
+
+def _check_flooding_ascent(problem, levels):
+    """Above the loss, flooding is gradient ascent ẇ = +∇L, whose loss grows without bound in finite
+    time.  The loss passes every value: a level b below LOSS_GROWTH·L(0) is reached and held
+    ("converged": the flow stays on {L = b}); above it the run is flagged "diverged" by the loss-growth
+    rule first, with a finite state.  Oracle: the ascent integrated in (u, v) by scipy's DOP853, with
+    events at L = b and at L = LOSS_GROWTH·L(0); dln stops at its first accepted step past them."""
+    from scipy.integrate import solve_ivp
+
+    from dln.stopping import LOSS_GROWTH
+
+    X, y = problem.X, problem.y
+    n, d = X.shape
+    L0 = 0.5 * np.mean(y ** 2)  # β(0) = u0² − v0² = 0
+
+    def loss(w):
+        r = X @ (w[:d] ** 2 - w[d:] ** 2) - y
+        return 0.5 * np.mean(r * r)
+
+    def ascent(t, w):
+        g = X.T @ (X @ (w[:d] ** 2 - w[d:] ** 2) - y) / n
+        return np.concatenate([2.0 * w[:d] * g, -2.0 * w[d:] * g])
+
+    def hitting_time(level):
+        event = lambda t, w: np.log(loss(w)) - np.log(level)  # noqa: E731
+        event.terminal = True
+        sol = solve_ivp(ascent, (0.0, 10.0), np.full(2 * d, 0.1), method="DOP853", rtol=1e-12, atol=1e-14,
+                        events=event)
+        return sol.t_events[0][0]
+
+    res = _strict(run_batch, problem, "flood", alpha=0.1, max_steps=3000, flood_level=levels)
+    reached = levels < LOSS_GROWTH * L0
+    assert reached.any() and (~reached).any()
+    assert list(res.status) == ["converged" if r else "diverged" for r in reached]
+    for i in np.flatnonzero(reached):  # the first state past the level, on it to the step's accuracy
+        assert levels[i] <= res.loss[i] <= 1.01 * levels[i], i
+        assert res.t[i] == pytest.approx(hitting_time(levels[i]), rel=1e-5)
+    # diverged for the stated reason, loss growth, at the time the loss passes LOSS_GROWTH·L(0)
+    t_blow = hitting_time(LOSS_GROWTH * L0)
+    for i in np.flatnonzero(~reached):
+        assert LOSS_GROWTH * L0 < res.loss[i] < np.inf, i
+        assert np.all(np.isfinite(res.state.a[i])) and np.all(np.isfinite(res.state.b[i])), i
+        assert res.t[i] == pytest.approx(t_blow, rel=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
