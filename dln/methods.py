@@ -16,6 +16,10 @@ time).  Everything is built on two primitives: the gradient ratio p = ∇_w L / 
 point, and the same ratio at the ascent point w + ε∇L (closed form, docs/theory.md §7.3), or its
 per-example version at w + ε∇ℓ_i (docs/theory.md §7.5).  Per-run hyper-parameters are arrays of
 shape (B,).
+
+The methods themselves (rates, gain coefficient, Jacobian model, reduced-state constants) are the
+specs of :mod:`dln.registry`, side by side; :class:`Direction` holds the primitives and dispatches
+through its method's spec.
 """
 from __future__ import annotations
 
