@@ -25,15 +25,15 @@ registry.  A method with a *new hyper-parameter* also needs its entry in the par
 (docs/design.md, "Adding a parameter").  Then write the update in docs/theory.md and test the rates
 against an independent oracle (the definition with ∇L at the perturbed points, or finite differences
 of an objective, as in tests/core/test_methods.py) and the reduced rates against the rates
-(tests/core/test_reduced.py).  The method's name is still read in two places that are about
-*flooding* rather than about a method: the flooding stop rules of ``flow`` and ``iterate``; and
-``dln.workers`` keeps a per-method cost estimate for scheduling (an unknown method costs 1).
+(tests/core/test_reduced.py).  A method's name is still read by the flooding stop rules of
+``flow`` and ``iterate`` (a rule of flooding, not a dispatch) and by ``dln.workers``' per-method
+cost estimate for scheduling (an unknown method costs 1).
 
 Example: asymmetric finite-difference GR with the backward step half the forward one (hypothetical),
 
     G = ∇L + (2γ/3ε)[∇L(w + ε∇L) − ∇L(w − (ε/2)∇L)]        (= ∇L + γH∇L + O(ε)).
 
-With the ascent primitive at ±ε, its rates are those of central differences with the weights moved;
+With the ascent primitive at +ε and −ε/2, its rates are those of central differences reweighted;
 the gain, by the lemma of docs/theory.md §4, is d ln(u⊙v)/dt = −8γ g⊙[g̃(ε) + ½g̃(−ε/2)]/(3/2); and
 the reduced constants follow from r_ε = r + 4εq₁ + 4ε²q₂ (:mod:`dln.reduced`) as for F-GR::
 
