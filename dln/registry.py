@@ -229,14 +229,16 @@ def _usam_rates(dirn, state, pt, P, data, out, full):
     _sam_family(dirn, pt, P["rho"], P["rho"], data, out, full)
 
 
-def _sam_eps(dirn, state, pt, rho, data, full):
-    """ε = ρ/‖∇_w L‖ (full) or ε_i = ρ/‖∇_w ℓ_i‖ = ρ/(2|r_i|√κ_i) (per-sample, docs/theory.md §7.5, §8);
-    0 where the gradient vanishes (the guard)."""
-    if full:
-        norm = dirn.grad_norm(state, pt)
-        return np.divide(rho, norm, out=np.zeros_like(norm), where=norm > 0)
-    norm = 2.0 * np.abs(pt["r"]) * np.sqrt(dirn.kappa(pt, data))
+def _radius(rho, norm):
+    """ρ/‖∇‖, and 0 where the gradient vanishes (SAM's guard: there the ascent is 0, docs/theory.md §8)."""
     return np.divide(np.broadcast_to(rho, norm.shape), norm, out=np.zeros_like(norm), where=norm > 0)
+
+
+def _sam_eps(dirn, state, pt, rho, data, full):
+    """ε = ρ/‖∇_w L‖ (full) or ε_i = ρ/‖∇_w ℓ_i‖ = ρ/(2|r_i|√κ_i) (per-sample, docs/theory.md §7.5, §8)."""
+    if full:
+        return _radius(rho, dirn.grad_norm(state, pt))
+    return _radius(rho, 2.0 * np.abs(pt["r"]) * np.sqrt(dirn.kappa(pt, data)))
 
 
 def _sam_rates(dirn, state, pt, P, data, out, full):
@@ -266,10 +268,8 @@ def _penalty_jacobian(name):
 
 def _sam_jacobian(dirn, state, P, B):
     """Normalized SAM: γ_k = ρ/‖∇_w L‖ at the state (0 where the gradient vanishes)."""
-    weight = np.broadcast_to(P["rho"].ravel(), (B,))
     pt = dirn.point(state, dirn.data)
-    norm = dirn.grad_norm(state, pt).ravel()
-    return None, np.divide(weight, norm, out=np.zeros_like(norm), where=norm > 0)
+    return None, _radius(P["rho"].ravel(), dirn.grad_norm(state, pt).ravel())
 
 
 # -- reduced-state coefficients (dln.reduced) -------------------------------------------------------
