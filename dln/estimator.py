@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import fail
 from .integrate import DEFAULT_RTOL
-from .params import TABLE
+from .params import TABLE, default
 
 #: The parameters of a run the estimator takes (``dln.params.TABLE``), then its own.
 RUN_PARAMS = tuple(p.name for p in TABLE if p.group in ("method", "time"))
@@ -148,8 +148,8 @@ class DiagonalLinearNetwork:
 
     _estimator_type = "regressor"
 
-    def __init__(self, method="gf", alpha=0.1, gamma=None, eps=None, rho=None, flood_level=None, variant="full",
-                 time="flow", lr=None, batch_size=None, label_noise=None, momentum=None, depth=2, rtol=DEFAULT_RTOL,
+    def __init__(self, method=default("method"), alpha=default("alpha"), gamma=None, eps=None, rho=None,
+                 flood_level=None, variant=default("variant"), time=default("time"), lr=None, batch_size=None, label_noise=None, momentum=None, depth=2, rtol=DEFAULT_RTOL,
                  max_steps=None, fit_intercept=False, random_state=0):
         self.method = method
         self.alpha = alpha

@@ -39,8 +39,9 @@ def mirror_argmin(*args, **kwargs):
     return solve(*args, **kwargs)
 
 
-def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", alpha=0.1,
-              gamma=None, eps=None, rho=None, flood_level=None, time: str = "flow", lr=None,
+def run_batch(problem: Problem, method: str = default("method"), *, variant: str = default("variant"),
+              alpha=default("alpha"), gamma=None, eps=None, rho=None, flood_level=None,
+              time: str = default("time"), lr=None,
               batch_size=None, label_noise=None, momentum=None, D: int = 2, u0=None, v0=None, seed=0, seeds=None,
               sample_indices=None, rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24,
               max_steps: int | None = None, record: bool = False, progress=None,
