@@ -250,8 +250,9 @@ class _GFKernel:
     """GD steps of gradient flow at depth 2 on the full batch, fused: four NumPy calls per step.
 
     For GF at D = 2 the GD factors are f_u = 1 − 2ηg, f_v = 1 + 2ηg with g = Xᵀ(Xβ − y)/n
-    (docs/theory.md §5.1).  Inside a block the weights are carried in the linear domain, signs
-    included, scaled per run by √c with c = 2η/n: W = √c·(u, v), of shape (m, 2d).  Then
+    (docs/theory.md §5.1).  Inside a block the weights are carried in the linear domain, scaled
+    per run by √c with c = 2η/n: W = √c·(|u|, |v|), of shape (m, 2d) (at D = 2 the step depends
+    on u² and v² only; the signs are the loop's, from the signs of the factors).  Then
     W⊙W = c·(u², v²) and, with the constant columns of two augmented matrices,
 
         r' = [W⊙W, c]·[Xᵀ; −Xᵀ; −yᵀ] = c·(Xβ − y),      f = [r', 1]·[−X, X; 1ᵀ] = (1 − 2ηg, 1 + 2ηg),
@@ -259,7 +260,7 @@ class _GFKernel:
     and W ← W⊙f: a product, two matrix products and a product per step, the residuals r' kept for
     the block check (g, the loss and the gain follow from them in a few calls per block).  At the
     start of every block W is re-synced from the exact log-domain state the loop keeps (ln|u| +=
-    ln|f_u| for any rule): W = √c·s⊙exp(a, b), so the rounding of the products drifts for at most
+    ln|f_u| for any rule): W = √c·exp(a, b), so the rounding of the products drifts for at most
     one block, and tiny weights behave as in the log domain (u = 1e-200 is representable; u⊙u
     underflows to 0 as exp(2a) does).  The statuses, Φ, the gain and the signs are the loop's
     deferred block check, unchanged.  Not bit for bit the generic path (g and f are rounded
@@ -301,8 +302,9 @@ class _GFKernel:
             self.W2_head, self.ws = self.W2[:, :2 * d], (self.W, self.W2)
             self.steps = [(r, r[:, :n]) for r in self.R]
 
-    def block(self, ab, s, F, nb: int):
-        """Take ``nb`` steps from the state (ab, s) (m, 2, d), writing their factors into ``F[:nb]``.
+    def block(self, ab, F, nb: int):
+        """Take ``nb`` steps from the state ``ab`` = (ln|u|, ln|v|) (m, 2, d), writing their factors
+        into ``F[:nb]``.
 
         Returns the loss before each step (nb, m), η(da − db) = −4ηg and the gain terms η·g² (or η
         times the per-sample integrand) (nb, m, d).
@@ -311,7 +313,6 @@ class _GFKernel:
         W, W2 = self.ws
         head, fwd, back = self.W2_head, self.fwd, self.back
         np.exp(ab.reshape(m, 2 * d), out=self.W)
-        self.W *= s.reshape(m, 2 * d)
         self.W *= self.root_c
         Fv = F.reshape(F.shape[0], m, 2 * d)
         if m == 1:
@@ -489,7 +490,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                     for k in range(max(k0, shown), k0 + nb):
                         progress(k, m, B)
                     shown = max(shown, k0 + nb)
-                L, dz, eta_gain = kernel.block(ab, s, F, nb)
+                L, dz, eta_gain = kernel.block(ab, F, nb)
                 evaluated = np.ones(nb, dtype=bool)
                 states = [rs] * nb
                 np.abs(F[:nb], out=LA[:nb])
