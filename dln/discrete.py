@@ -267,6 +267,11 @@ class _GFKernel:
     differently): the tests bound the difference.
     """
 
+    #: Its blocks are this many times longer than the generic ones (:data:`MAX_BLOCK`, 128 steps):
+    #: its steps are cheap, so the check's per-block cost weighs more; the weights' rounding then
+    #: drifts for at most 128 steps before a re-sync.
+    block_scale = 2
+
     @classmethod
     def build(cls, direction, rule, source):
         """The kernel when it applies (GF, D = 2, the GD rule, the full batch), else None."""
@@ -342,8 +347,8 @@ class _GFKernel:
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
-def _block(m: int, d: int) -> int:
-    return max(1, min(MAX_BLOCK, BLOCK_ELEMENTS // (m * d)))
+def _block(m: int, d: int, scale: int = 1) -> int:
+    return max(1, min(scale * MAX_BLOCK, scale * BLOCK_ELEMENTS // (m * d)))
 
 
 def _running(op, acc: np.ndarray) -> np.ndarray:
@@ -471,9 +476,11 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         while rows.size:
             if rows.size != m:
                 m = rows.size
-                kb = _block(m, d)
+                kb = _block(m, d) if kernel is None else _block(m, d, kernel.block_scale)
                 F = np.empty((kb, m, 2, d))  # the factors of each step of a block
-                LA = np.empty((kb, m, 2, d))  # their ln|f|
+                PATH = np.empty((kb + 1, m, 2, d))  # the states along a block (below)
+                LA = PATH[1:]  # ln|f| of each step, summed in place into the path
+                ACC = np.empty((kb + 1, m, d))  # running sums of Φ, of the gain
                 Fs, LAs = list(F), list(LA)
                 st = State(ab[:, 0], ab[:, 1], s[:, 0], s[:, 1])
                 which = None if m == B else rows
@@ -526,9 +533,15 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 eta_gain = np.multiply(eta_r, np.array([R.gain for R in rates]))
 
             # -- the block, checked step by step after the fact ---------------------------------
-            path = np.empty((nb + 1, m, 2, d))  # path[i]: the state before step k0 + i
+            lo, hi = LA[:nb].min(), LA[:nb].max()  # (whole-array reductions: fast, and NaN fails both)
+            finite = True if lo > -np.inf and hi < np.inf else np.isfinite(LA[:nb]).all(axis=(2, 3))
+            # Φ += −½[(ln|f_u| − ln|f_v|) − η(da − db)]  (its running sum below)
+            acc = ACC[:nb + 1]
+            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=acc[1:])
+            term -= dz
+            term *= -0.5
+            path = PATH[:nb + 1]  # path[i]: the state before step k0 + i (LA summed in place)
             path[0] = ab0
-            path[1:] = LA[:nb]
             _running(np.add, path)
             if kernel is not None:  # (the generic steps moved ab along: path[nb], bit for bit)
                 ab[...] = path[nb]
@@ -538,8 +551,6 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 for i in range(nb):
                     hist, count, settled[i] = stopping.flood_cycle(L[i], level, hist, count)
                     cycle.append((hist, count))
-            lo, hi = LA[:nb].min(), LA[:nb].max()  # (whole-array reductions: fast, and NaN fails both)
-            finite = True if lo > -np.inf and hi < np.inf else np.isfinite(LA[:nb]).all(axis=(2, 3))
             codes = stopping.status(L, loss0_r, path[:nb], None, (k0 + np.arange(nb))[:, None],
                                     max_steps=max_steps, loss_tol=tol, D=D, finite=finite,
                                     evaluated=evaluated[:, None], converged=settled)
@@ -555,12 +566,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             # -- exact sequential sums of the steps taken, in step order --------------------------
             at = (nb, slice(None)) if j is None else (done, np.arange(m))  # each run's last step
             sel = slice(None) if m == B else rows
-            acc = np.empty((nb + 1, m, d))
             acc[0] = Phi[sel]
-            # Φ += −½[(ln|f_u| − ln|f_v|) − η(da − db)]
-            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=acc[1:])
-            term -= dz
-            term *= -0.5
             Phi[sel] = _running(np.add, acc)[at]
             acc[0] = I[sel]
             acc[1:] = eta_gain

@@ -11,7 +11,8 @@ Oracles:
 The two paths round differently (the kernel forms g from c·r with c = 2η/n, and f = 1 ± 2ηg as
 one product), so they agree to round-off, not bit for bit: β, ln|u⊙v|, the gain, recorded points
 and averages to 1e-12 relative; the tilt Φ = Σ_k (term of step k), whose terms each carry one
-rounding of 1 ± x (2^-52 absolute), to 1e-12 relative plus K·2^-52 absolute after K steps.
+rounding of 1 ± x (2^-52 absolute), to 1e-12 relative plus K·2^-52 absolute after K steps; the
+last state of a diverged run (on its way to overflow) to 1e-10.
 Runs whose dynamics amplify round-off (edge-of-stability oscillation, e.g. η = 0.5, 0.7 at
 α = 1e-12 on this problem: a 1-ulp change of α moves the generic path's β by 1e-4 … 0.6) are
 left out of the grid: there no two roundings of the same run agree.
@@ -65,13 +66,16 @@ def _agree(fused, generic):
     assert list(fused.status) == list(generic.status)
     assert np.array_equal(fused.steps, generic.steps)
     assert np.array_equal(fused.state.su, generic.state.su) and np.array_equal(fused.state.sv, generic.state.sv)
-    assert np.all(_rel(fused.beta, generic.beta) <= 1e-12)
-    assert np.all(_rel(fused.log_c, generic.log_c) <= 1e-12)
-    assert np.all(_rel(fused.gain, generic.gain) <= 1e-12)
-    scale = np.abs(generic.tilt).max(axis=1, keepdims=True)
-    assert np.all(np.abs(fused.tilt - generic.tilt) <= 1e-12 * scale + generic.steps[:, None] * EPS)
+    # a diverged run's last state is on its way to overflow, whose growth amplifies the rounding of
+    # each factor: 1e-10 there (measured up to 5e-12), 1e-12 elsewhere
+    tol = np.where(generic.status == "diverged", 1e-10, 1e-12)
+    assert np.all(_rel(fused.beta, generic.beta) <= tol)
+    assert np.all(_rel(fused.log_c, generic.log_c) <= tol)
+    assert np.all(_rel(fused.gain, generic.gain) <= tol)
+    scale = np.abs(generic.tilt).max(axis=1)
+    assert np.all(np.abs(fused.tilt - generic.tilt) <= (tol * scale + generic.steps * EPS)[:, None])
     if generic.beta_mean is not None:
-        assert np.all(_rel(fused.beta_mean, generic.beta_mean) <= 1e-12)
+        assert np.all(_rel(fused.beta_mean, generic.beta_mean) <= tol)
     if generic.trajectory is not None:
         T, G = fused.trajectory, generic.trajectory
         assert np.array_equal(T.t, G.t)
@@ -145,16 +149,18 @@ def test_fused_gd_follows_a_plain_numpy_loop(P, eta):
     res = iterate(methods.gf(P), initial_state(P.d, 1, alpha=0.1), eta, max_steps=K)
     assert res.status[0] == "max_steps"
     u, v, tilt, gain = _plain_gd(P.X, P.y, 0.1, eta, K)
-    assert _rel(res.beta[0], u * u - v * v) <= 1e-12
-    assert _rel(res.log_c[0], np.log(np.abs(u * v))) <= 1e-12
+    # (η = 0.7: factors 1 ± x near 0 at the flips amplify the rounding; measured 1.3e-12)
+    tol = 1e-12 if eta < 0.5 else 1e-11
+    assert _rel(res.beta[0], u * u - v * v) <= tol
+    assert _rel(res.log_c[0], np.log(np.abs(u * v))) <= tol
     assert np.array_equal(res.state.su[0], np.sign(u)) and np.array_equal(res.state.sv[0], np.sign(v))
-    assert np.all(np.abs(res.tilt[0] - tilt) <= 1e-12 * np.abs(tilt).max() + K * EPS)
-    assert _rel(res.gain[0], gain) <= 1e-12
+    assert np.all(np.abs(res.tilt[0] - tilt) <= tol * np.abs(tilt).max() + K * EPS)
+    assert _rel(res.gain[0], gain) <= tol
     if eta == 0.7:
         assert np.any(u < 0) or np.any(v < 0)
 
 
-def test_progress_sees_the_same_steps_on_both_paths(P, monkeypatch):
+def test_progress_sees_every_step_once_on_both_paths(P, monkeypatch):
     calls = {}
     for fused in (True, False):
         monkeypatch.setattr(discrete, "FUSED", fused)
@@ -162,7 +168,10 @@ def test_progress_sees_the_same_steps_on_both_paths(P, monkeypatch):
         iterate(methods.gf(P), initial_state(P.d, 3, alpha=0.1), np.array([0.1, 0.7, 5.0]), max_steps=300,
                 progress=lambda k, m, B: seen.append((k, m, B)))
         calls[fused] = seen
-    assert calls[True] == calls[False] and len(calls[True]) == 301  # (step 300 is evaluated: it may converge)
+    for seen in calls.values():  # every step once, in order (step 300 is evaluated: it may converge)
+        assert [k for k, _, _ in seen] == list(range(301)) and {B for _, _, B in seen} == {3}
+        running = [m for _, m, _ in seen]  # (a block's steps are reported before its check)
+        assert running == sorted(running, reverse=True) and running[0] == 3 and running[-1] == 2
 
 
 def test_the_kernel_runs_exactly_where_it_applies(P, monkeypatch):
