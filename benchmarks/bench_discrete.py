@@ -12,7 +12,7 @@
    The ratio is iterate's time per step over the plain loop's (target ≤ 1).  Both reach the same β
    after K steps (checked to 1e-12 relative).  ``iterate`` takes its fused GD kernel here
    (``dln.discrete._GFKernel``); ``extra`` splits its step into the kernel's steps (``block`` timed
-   alone on blocks of ``MAX_BLOCK`` steps from the same state) and the rest (the deferred block
+   alone on blocks as long as iterate's, from the same state) and the rest (the deferred block
    checks: statuses, Φ, the gain, signs), and gives the generic path's time per step
    (``dln.discrete.FUSED = False``: the rates of ``dln.methods.Direction`` and the GD rule).
 2. Cost per step against the batch size B = 1, 4, 16, 64, 256 (GD, runs with different α and η,
@@ -86,8 +86,8 @@ def single_run_rows(sizes, steps, eta, repeats):
         def plain_log():
             out["log"] = plain_log_gd(P.X, P.y, ALPHA, eta, steps)
 
-        kb = discrete.MAX_BLOCK
         kernel = discrete._GFKernel(direction)
+        kb = discrete._block(1, d, kernel.block_scale)
         kernel.setup(kb, 1, np.full((1, 1), eta))
         ab = np.stack([state.a, state.b], axis=1)
         F = np.empty((kb, 1, 2, d))

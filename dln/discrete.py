@@ -478,9 +478,11 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 m = rows.size
                 kb = _block(m, d) if kernel is None else _block(m, d, kernel.block_scale)
                 F = np.empty((kb, m, 2, d))  # the factors of each step of a block
-                PATH = np.empty((kb + 1, m, 2, d))  # the states along a block (below)
-                LA = PATH[1:]  # ln|f| of each step, summed in place into the path
-                ACC = np.empty((kb + 1, m, d))  # running sums of Φ, of the gain
+                # the running sums along a block, in one array (one pass): the state (ln|u|, ln|v|),
+                # Φ and the gain integral; ln|f| of each step is written straight into it
+                SUMS = np.empty((kb + 1, m, 4, d))
+                LA = SUMS[1:, :, :2]
+                ACC = np.empty((kb + 1, m, d))  # running sums of β (averages)
                 Fs, LAs = list(F), list(LA)
                 st = State(ab[:, 0], ab[:, 1], s[:, 0], s[:, 1])
                 which = None if m == B else rows
@@ -535,14 +537,18 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             # -- the block, checked step by step after the fact ---------------------------------
             lo, hi = LA[:nb].min(), LA[:nb].max()  # (whole-array reductions: fast, and NaN fails both)
             finite = True if lo > -np.inf and hi < np.inf else np.isfinite(LA[:nb]).all(axis=(2, 3))
-            # Φ += −½[(ln|f_u| − ln|f_v|) − η(da − db)]  (its running sum below)
-            acc = ACC[:nb + 1]
-            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=acc[1:])
+            sums = SUMS[:nb + 1]  # exact sequential sums of the steps, in step order:
+            # Φ += −½[(ln|f_u| − ln|f_v|) − η(da − db)],  the gain integral += η·gain
+            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=sums[1:, :, 2])
             term -= dz
             term *= -0.5
-            path = PATH[:nb + 1]  # path[i]: the state before step k0 + i (LA summed in place)
-            path[0] = ab0
-            _running(np.add, path)
+            sums[1:, :, 3] = eta_gain
+            sel = slice(None) if m == B else rows
+            sums[0, :, :2] = ab0
+            sums[0, :, 2] = Phi[sel]
+            sums[0, :, 3] = I[sel]
+            _running(np.add, sums)
+            path = sums[:, :, :2]  # path[i]: the state before step k0 + i
             if kernel is not None:  # (the generic steps moved ab along: path[nb], bit for bit)
                 ab[...] = path[nb]
             settled = False
@@ -563,14 +569,11 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 j, stops, done = None, None, np.full(m, nb)
             last = int(done.max())
 
-            # -- exact sequential sums of the steps taken, in step order --------------------------
+            # -- the sums up to each run's last step ----------------------------------------------
             at = (nb, slice(None)) if j is None else (done, np.arange(m))  # each run's last step
-            sel = slice(None) if m == B else rows
-            acc[0] = Phi[sel]
-            Phi[sel] = _running(np.add, acc)[at]
-            acc[0] = I[sel]
-            acc[1:] = eta_gain
-            I[sel] = _running(np.add, acc)[at]
+            Phi[sel] = sums[:, :, 2][at]
+            I[sel] = sums[:, :, 3][at]
+            acc = ACC[:nb + 1]
             signs = None
             if last and np.fmin.reduce(F[:last], axis=None) < 0:  # (fmin skips a stopping step's NaN)
                 signs = np.empty((nb + 1, m, 2, d))  # signs[i]: the signs before step k0 + i
