@@ -27,6 +27,11 @@ block the batch is rewound to that step -- states, Φ and the gain are exact seq
 (in step order) of the kept per-step terms, and the rule's state is the one kept for that
 step -- the stopped runs leave the batch there, and the others go on from the same point.  So the
 runs compute in the same batches, step for step, as a loop that checks every step.
+
+**The fused GD kernel.**  Plain GD of gradient flow at depth 2 on the full batch (the common case)
+takes its steps in :class:`_GFKernel`: the weights in the linear domain inside a block, four NumPy
+calls per step, re-synced from the exact log-domain path at every block; the deferred check is the
+same.  It equals the generic steps to round-off, not bit for bit (``FUSED = False`` turns it off).
 """
 from __future__ import annotations
 
@@ -254,9 +259,10 @@ class _GFKernel:
 
     For GF at D = 2 the GD factors are f_u = 1 − 2ηg, f_v = 1 + 2ηg with g = Xᵀ(Xβ − y)/n
     (docs/theory.md §5.1).  Inside a block the weights are carried in the linear domain, scaled
-    per run by √c with c = 2η/n: W = √c·(|u|, |v|), of shape (m, 2d) (at D = 2 the step depends
-    on u² and v² only; the signs are the loop's, from the signs of the factors).  Then
-    W⊙W = c·(u², v²) and, with the constant columns of two augmented matrices,
+    per run by √c with c = 2η/n: W = √c·(±u, ±v), of shape (m, 2d) (at D = 2 the step depends on
+    u² and v² only, so W starts each block at √c·(|u|, |v|); the signs are the loop's, from the
+    signs of the factors).  Then W⊙W = c·(u², v²) and, with the constant columns of two augmented
+    matrices,
 
         r' = [W⊙W, c]·[Xᵀ; −Xᵀ; −yᵀ] = c·(Xβ − y),      f = [r', 1]·[−X, X; 1ᵀ] = (1 − 2ηg, 1 + 2ηg),
 
@@ -264,8 +270,9 @@ class _GFKernel:
     the block check (g, the loss and the gain follow from them in a few calls per block).  At the
     start of every block W is re-synced from the exact log-domain state the loop keeps (ln|u| +=
     ln|f_u| for any rule): W = √c·exp(a, b), so the rounding of the products drifts for at most
-    one block, and tiny weights behave as in the log domain (u = 1e-200 is representable; u⊙u
-    underflows to 0 as exp(2a) does).  The statuses, Φ, the gain and the signs are the loop's
+    one block, and tiny weights behave as in the log domain (u = 1e-200 is representable; c·u²
+    underflows to 0 as exp(2a) does, below a term of r' that any nonzero residual rounds away).
+    The statuses, Φ, the gain and the signs are the loop's
     deferred block check, unchanged.  Not bit for bit the generic path (g and f are rounded
     differently): the tests bound the difference.
     """
