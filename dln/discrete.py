@@ -243,7 +243,6 @@ class _Recorder:
         return Trajectory(np.array(self.t), np.array(self.beta), np.array(self.loss), np.array(self.log_c))
 
 
-
 # ---------------------------------------------------------------------------------------------
 # the fused GD kernel
 # ---------------------------------------------------------------------------------------------
@@ -264,17 +263,17 @@ class _GFKernel:
     signs of the factors).  Then W⊙W = c·(u², v²) and, with the constant columns of two augmented
     matrices,
 
-        r' = [W⊙W, c]·[Xᵀ; −Xᵀ; −yᵀ] = c·(Xβ − y),      f = [r', 1]·[−X, X; 1ᵀ] = (1 − 2ηg, 1 + 2ηg),
+        r' = [W⊙W, c]·[Xᵀ; −Xᵀ; −yᵀ] = c·(Xβ − y),    f = [r', 1]·[−X, X; 1ᵀ] = (1 − 2ηg, 1 + 2ηg),
 
     and W ← W⊙f: a product, two matrix products and a product per step, the residuals r' kept for
     the block check (g, the loss and the gain follow from them in a few calls per block).  At the
     start of every block W is re-synced from the exact log-domain state the loop keeps (ln|u| +=
     ln|f_u| for any rule): W = √c·exp(a, b), so the rounding of the products drifts for at most
     one block, and tiny weights behave as in the log domain (u = 1e-200 is representable; c·u²
-    underflows to 0 as exp(2a) does, below a term of r' that any nonzero residual rounds away).
-    The statuses, Φ, the gain and the signs are the loop's
-    deferred block check, unchanged.  Not bit for bit the generic path (g and f are rounded
-    differently): the tests bound the difference.
+    underflows to 0 as exp(2a) does, where its term of Xβ is far below the rounding of any
+    nonzero residual).  The statuses, Φ, the gain and the signs are the loop's deferred block
+    check, unchanged.  Not bit for bit the generic path (g and f are rounded differently): the
+    tests bound the difference.
     """
 
     #: Its blocks are this many times longer than the generic ones (:data:`MAX_BLOCK`, 128 steps):
@@ -558,7 +557,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             sums[0, :, 2] = Phi[sel]
             sums[0, :, 3] = I[sel]
             path = _running(np.add, sums[:, :, :2])  # path[i]: the state before step k0 + i
-            if kernel is not None:  # (the generic steps moved ab along: path[nb], bit for bit)
+            if kernel is not None:  # (the generic steps move ab along themselves, to path[nb] bit for bit)
                 ab[...] = path[nb]
             settled = False
             if flooding:
