@@ -87,7 +87,7 @@ def single_run_rows(sizes, steps, eta, repeats):
             out["log"] = plain_log_gd(P.X, P.y, ALPHA, eta, steps)
 
         kernel = discrete._GFKernel(direction)
-        kb = discrete._block(1, d, kernel.block_scale)
+        kb = min(steps, discrete._block(1, d, kernel.block_scale))
         kernel.setup(kb, 1, np.full((1, 1), eta))
         ab = np.stack([state.a, state.b], axis=1)
         F = np.empty((kb, 1, 2, d))
