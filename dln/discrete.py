@@ -339,16 +339,16 @@ class _GFKernel:
             prod(W2, fwd, out=r)
             f = prod(ra, back, out=Fv[i])
             mul(W, f, out=W)
-        Rc = self.R[:nb, :, :n]  # c·r
-        x = np.matmul(Rc, self.X)  # 2ηg
-        loss = np.einsum("kbi,kbi->kb", Rc, Rc)
+        Rc = self.R[:nb].reshape(nb * m, n + 1)[:, :n]  # c·r, as one matrix (one BLAS call below)
+        x = np.matmul(Rc, self.X).reshape(nb, m, d)  # 2ηg
+        loss = np.einsum("ki,ki->k", Rc, Rc).reshape(nb, m)
         loss /= (2.0 * n) * np.square(self.c[:, 0])
         dz = np.multiply(x, -2.0)
         if self.X2 is None:
             gain = np.square(x)
             gain /= 4.0 * self.eta
         else:
-            gain = np.matmul(np.square(Rc), self.X2)
+            gain = np.matmul(np.square(Rc), self.X2).reshape(nb, m, d)
             gain *= self.eta / np.square(self.c)
         return loss, dz, gain
 
