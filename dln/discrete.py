@@ -487,10 +487,11 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 m = rows.size
                 kb = _block(m, d) if kernel is None else _block(m, d, kernel.block_scale)
                 F = np.empty((kb, m, 2, d))  # the factors of each step of a block
-                # the sums along a block: the state (ln|u|, ln|v|), Φ and the gain integral; ln|f|
-                # of each step is written straight into it
-                SUMS = np.empty((kb + 1, m, 4, d))
-                LA = SUMS[1:, :, :2]
+                # the sums along a block: the state (ln|u|, ln|v|), into which ln|f| of each step is
+                # written, and Φ with the gain integral (contiguous: they are reduced in different ways)
+                PATH = np.empty((kb + 1, m, 2, d))
+                LA = PATH[1:]
+                SUMS = np.empty((kb + 1, m, 2, d))
                 ACC = np.empty((kb + 1, m, d))  # running sums of β (averages)
                 Fs, LAs = list(F), list(LA)
                 st = State(ab[:, 0], ab[:, 1], s[:, 0], s[:, 1])
@@ -548,15 +549,16 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             finite = True if lo > -np.inf and hi < np.inf else np.isfinite(LA[:nb]).all(axis=(2, 3))
             sums = SUMS[:nb + 1]  # exact sequential sums of the steps, in step order:
             # Φ += −½[(ln|f_u| − ln|f_v|) − η(da − db)],  the gain integral += η·gain
-            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=sums[1:, :, 2])
+            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=sums[1:, :, 0])
             term -= dz
             term *= -0.5
-            sums[1:, :, 3] = eta_gain
+            sums[1:, :, 1] = eta_gain
             sel = slice(None) if m == B else rows
-            sums[0, :, :2] = ab0
-            sums[0, :, 2] = Phi[sel]
-            sums[0, :, 3] = I[sel]
-            path = _running(np.add, sums[:, :, :2])  # path[i]: the state before step k0 + i
+            sums[0, :, 0] = Phi[sel]
+            sums[0, :, 1] = I[sel]
+            path = PATH[:nb + 1]  # path[i]: the state before step k0 + i
+            path[0] = ab0
+            _running(np.add, path)
             if kernel is not None:  # (the generic steps move ab along themselves, to path[nb] bit for bit)
                 ab[...] = path[nb]
             settled = False
@@ -580,9 +582,9 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
             # -- the sums up to each run's last step ----------------------------------------------
             at = (nb, slice(None)) if j is None else (done, np.arange(m))  # each run's last step
             if j is None:  # (a reduction along the outer axis adds the rows in order, as _running does)
-                Phi[sel], I[sel] = np.moveaxis(np.add.reduce(sums[:, :, 2:], axis=0), 1, 0)
+                Phi[sel], I[sel] = np.moveaxis(np.add.reduce(sums, axis=0), 1, 0)
             else:
-                Phi[sel], I[sel] = np.moveaxis(_running(np.add, sums[:, :, 2:])[at], 1, 0)
+                Phi[sel], I[sel] = np.moveaxis(_running(np.add, sums)[at], 1, 0)
             acc = ACC[:nb + 1]
             signs = None
             if last and np.fmin.reduce(F[:last], axis=None) < 0:  # (fmin skips a stopping step's NaN)
