@@ -183,5 +183,5 @@ def run(quick: bool = False, *, smoke: bool = False) -> list[dict]:
     if quick:
         return (single_run_rows([(20, 30), (40, 100)], steps=1000, eta=1e-3, repeats=3)
                 + scaling_rows([1, 4, 16, 64], lambda B: 500 if B <= 16 else 200, 1e-3, repeats=2))
-    return (single_run_rows([(20, 30), (40, 100)], steps=4000, eta=1e-3, repeats=7)
+    return (single_run_rows([(20, 30), (40, 100)], steps=4000, eta=1e-3, repeats=11)
             + scaling_rows([1, 4, 16, 64, 256], lambda B: 2000 if B <= 16 else 500, 1e-3, repeats=5))
