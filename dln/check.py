@@ -17,7 +17,7 @@ import numpy as np
 
 from analysis.predict import min_l1, min_l2, mirror_argmin
 
-from .simulate import run_batch
+from .simulate import rel_error as _rel, run_batch
 
 
 @dataclass
@@ -29,10 +29,6 @@ class Row:
     relation: str  # "<=" (error below tolerance) or ">=" (margin above tolerance) or "in"
     passed: bool
     detail: str = ""
-
-
-def _rel(x, ref):
-    return float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300))
 
 
 def _limit_error(P, result, i, *, log_c=None, z0=None):

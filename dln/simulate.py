@@ -161,7 +161,9 @@ def mirror_tilt(result: Result, i: int) -> np.ndarray:
     return result.z0[i] - 2.0 * result.tilt[i]
 
 
-def _rel(x, ref):
+def rel_error(x, ref) -> float:
+    """‖x − ref‖/‖ref‖ (2-norms), the absolute error ‖x‖ where ref = 0: the relative error of every
+    record (``prediction_rel_error``, ``prediction_theory_rel_error``) and of ``dln check``."""
     den = np.linalg.norm(ref)
     return float(np.linalg.norm(x - ref) / (den if den > 0 else 1.0))
 
@@ -240,7 +242,7 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
         rec["kkt_residual"] = None
         rec["_prediction"] = pred
         if pred is not None:
-            rec["prediction_rel_error"] = _rel(beta, pred.beta)
+            rec["prediction_rel_error"] = rel_error(beta, pred.beta)
             rec["kkt_residual"] = float(pred.kkt_residual)
             if result.info.get("lr") is None:  # flow: c from the integrated gain, not from u⊙v
                 if result.info.get("state_form") == "reduced":
@@ -249,7 +251,7 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
                 else:
                     theory = mirror_argmin(P.X, P.y, log_c=result.log_c_theory[i],
                                            z0=result.z0[i] if np.any(result.z0[i]) else None)
-                    rec["prediction_theory_rel_error"] = _rel(beta, theory.beta)
+                    rec["prediction_theory_rel_error"] = rel_error(beta, theory.beta)
         rec["steps"] = int(result.steps[i])
         rec["n_evals"] = int(result.n_evals[i])
         rec["t"] = float(result.t[i])

@@ -44,7 +44,7 @@ from .sweep_io import (
     COLUMNS, METRIC_COLUMNS, _Appender, _atomic_write, _config, format_row, _now, parse_line, plan_identity,
     _prepare_out, _read_config, read_results, remove_temporary_files, row_identity, _versions, _write_sorted,
 )
-from .workers import (_OBJECTS, _cost, _default_workers, _limit_threads_here, _mp_context, _process_id, run_task,
+from .workers import (_OBJECTS, _cost, _default_workers, limit_threads, _mp_context, _process_id, run_task,
                       _worker_init)
 
 __all__ = ["sweep", "merge", "build_plan", "read_results", "COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS",
@@ -278,7 +278,7 @@ def _execute_locked(plan: Plan, *, out, workers, resume, save_trajectories, quie
         if workers == 1:
             _OBJECTS.update(plan.objects)
             progress.start()
-            limits = _limit_threads_here()
+            limits = limit_threads()
             try:
                 for task in tasks:
                     try:

@@ -30,17 +30,18 @@ _PROBLEMS: dict = {}
 _LIMITS = None
 
 
-def _limit_threads():
-    """One BLAS/OpenMP thread per process: the workers are the parallelism (and results do not
-    depend on the thread count)."""
-    global _LIMITS
-    os.environ.update(_ONE_THREAD)
+def limit_threads(*, children: bool = False):
+    """One BLAS/OpenMP thread in this process: the workers are the parallelism (and results do not
+    depend on the thread count).  ``children``: the processes this one starts too (environment
+    variables).  Returns the threadpoolctl limiter (``restore_original_limits()`` undoes it), or None
+    without threadpoolctl."""
+    if children:
+        os.environ.update(_ONE_THREAD)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl is optional
         return None
-    _LIMITS = threadpool_limits(limits=1)
-    return _LIMITS
+    return threadpool_limits(limits=1)
 
 
 def _process_id(pid: int):
@@ -70,10 +71,11 @@ def _worker_init(objects, main):
     must still be recognised as gone (an identity read here would already be that of a dead
     process, and would never change).  The main process is watched by identity, not through the
     parent: with the forkserver start method the parent is the fork server."""
+    global _LIMITS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if main is None or _process_id(main[0]) != main:
         os._exit(1)
-    _limit_threads()
+    _LIMITS = limit_threads(children=True)
     _OBJECTS.update(objects)
 
     def watch():
@@ -317,11 +319,3 @@ def _cost(task: dict, plan: Plan) -> float:
     per_step = 1.0 + B * run["n"] * run["d"] / _STEP_SIZE_SCALE
     factor = max(_METHOD_COST.get(m, 1.0) * (1.2 if v == "per-sample" else 1.0) for m, v, _ in task["segments"])
     return steps * per_step * factor
-
-
-def _limit_threads_here():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        return None
-    return threadpool_limits(limits=1)
