@@ -3,19 +3,22 @@
 Oracles:
 - the generic path of ``iterate`` (``discrete.FUSED = False``: the rates of dln.methods, the GD rule,
   ln|f| step by step), itself bit for bit the frozen old loop (test_discrete.py), on a seeded grid
-  of α ∈ {1e-200, 1e-12, 0.1, 2}, batches B ∈ {1, 3, 130} and step sizes that converge, flip signs
-  (|2ηg| > 1), collapse coordinates (ln|u| far below the float64 range) and diverge;
+  of α ∈ {1e-200, 1e-12, 0.1, 2} with step sizes that converge, flip signs (|2ηg| > 1), collapse
+  coordinates (ln|u| far below the float64 range), stop at max_steps and diverge: one run, each
+  α's runs as a batch, and all of them in one batch of 130;
 - a plain NumPy GD loop on (u, v) written here, with the tilt of docs/theory.md §5.1 accumulated
   by its closed form Σ[½ ln|(1 + x)/(1 − x)| − x], x = 2ηg, and the gain η·Σ g².
 
 The two paths round differently (the kernel forms g from c·r with c = 2η/n, and f = 1 ± 2ηg as
-one product), so they agree to round-off, not bit for bit: β, ln|u⊙v|, the gain, recorded points
-and averages to 1e-12 relative; the tilt Φ = Σ_k (term of step k), whose terms each carry one
-rounding of 1 ± x (2^-52 absolute), to 1e-12 relative plus K·2^-52 absolute after K steps; the
-last state of a diverged run (on its way to overflow) to 1e-10.
-Runs whose dynamics amplify round-off (edge-of-stability oscillation, e.g. η = 0.5, 0.7 at
-α = 1e-12 on this problem: a 1-ulp change of α moves the generic path's β by 1e-4 … 0.6) are
-left out of the grid: there no two roundings of the same run agree.
+one product), so they agree to round-off, not bit for bit.  Statuses, step counts and signs are
+equal; β, ln|u⊙v|, the gain and averages agree to 1e-12 relative (measured ≤ 7e-14); the tilt
+Φ = Σ_k (term of step k), whose terms each carry a rounding of 1 ± x (about 2^-52 absolute), to
+1e-12 relative plus 4K·2^-52 absolute after K steps (measured ≤ 1.6K·2^-52); the last state of a
+diverged run, on its way to overflow, to 1e-10 (measured ≤ 5e-12); recorded mid-run points of
+the oscillating runs to 1e-11 (measured ≤ 1.1e-12).  Runs whose dynamics amplify round-off
+(edge-of-stability oscillation, e.g. η = 0.5, 0.7 at α = 1e-12 on this problem: a 1-ulp change
+of α moves the generic path's own β by 1e-4 … 0.6) are left out of the grid: there no two
+roundings of the same run agree.
 """
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ def _agree(fused, generic):
     assert np.all(_rel(fused.log_c, generic.log_c) <= tol)
     assert np.all(_rel(fused.gain, generic.gain) <= tol)
     scale = np.abs(generic.tilt).max(axis=1)
-    assert np.all(np.abs(fused.tilt - generic.tilt) <= (tol * scale + generic.steps * EPS)[:, None])
+    assert np.all(np.abs(fused.tilt - generic.tilt) <= (tol * scale + 4 * generic.steps * EPS)[:, None])
     if generic.beta_mean is not None:
         assert np.all(_rel(fused.beta_mean, generic.beta_mean) <= tol)
     if generic.trajectory is not None:
@@ -154,7 +157,7 @@ def test_fused_gd_follows_a_plain_numpy_loop(P, eta):
     assert _rel(res.beta[0], u * u - v * v) <= tol
     assert _rel(res.log_c[0], np.log(np.abs(u * v))) <= tol
     assert np.array_equal(res.state.su[0], np.sign(u)) and np.array_equal(res.state.sv[0], np.sign(v))
-    assert np.all(np.abs(res.tilt[0] - tilt) <= tol * np.abs(tilt).max() + K * EPS)
+    assert np.all(np.abs(res.tilt[0] - tilt) <= tol * np.abs(tilt).max() + 4 * K * EPS)
     assert _rel(res.gain[0], gain) <= tol
     if eta == 0.7:
         assert np.any(u < 0) or np.any(v < 0)
