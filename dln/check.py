@@ -247,17 +247,3 @@ def cmd_check(args) -> int:
     else:
         print(format_summary(rows, seconds))
     return 0 if all(r.passed for r in rows) else 1
-
-
-def add_check_parser(sub):
-    from .cli import OPTIONAL, add_data_arguments
-
-    p = sub.add_parser("check", help=OPTIONAL["check"][1],
-                       description="Verify the theory: each row simulates on one problem (default n=20, d=50, "
-                                   "k=3) and compares with a closed form; rows are printed as they finish, then "
-                                   "the count of passing claims.  Exit code 0 only if every claim passes.")
-    add_data_arguments(p)
-    p.add_argument("--json", action="store_true", help="print the table as one JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress status on stderr")
-    p.set_defaults(func=cmd_check)
-    return p

@@ -44,6 +44,7 @@ from .errors import check_int, check_real, fail
 from .integrate import Result, Trajectory, _batch_size
 from .methods import Data, Direction
 from .model import State, beta as beta_of
+from .params import check as check_param
 
 #: Longest block of steps checked at once, and its size budget (steps × runs × d elements): a
 #: block's kept factors and rates stay in cache, and a large batch is checked every step or two.
@@ -96,10 +97,7 @@ class HeavyBall:
     """
 
     def __init__(self, momentum):
-        mu = check_real("momentum", momentum, "HeavyBall", ge=0.0)
-        if not np.all(np.asarray(mu) < 1.0):
-            raise fail("momentum", "HeavyBall", "< 1 (heavy ball diverges for μ >= 1)", np.asarray(mu)[np.asarray(mu) >= 1.0])
-        self.momentum = mu
+        self.momentum = check_param("momentum", momentum, "HeavyBall")  # 0 <= μ < 1 (dln.params)
 
     def init(self, B: int, d: int) -> tuple:
         mu = np.broadcast_to(np.asarray(self.momentum, dtype=np.float64).reshape(-1, 1, 1), (B, 1, 1)).copy()

@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import DLNError, check_choice, check_int, check_real, fail
 from .model import State, powers
+from .params import METHOD_RULES as _RULES
 from .problem import Problem
 from .registry import METHODS_REGISTRY, VARIANTS, MethodSpec
 
@@ -38,7 +39,6 @@ METHODS = tuple(METHODS_REGISTRY)
 PARAMS = {name: spec.params for name, spec in METHODS_REGISTRY.items()}
 #: Methods whose penalty has a per-example form (``--variant per-sample``); gf and flood take 'full' only.
 VARIANT_METHODS = tuple(name for name, spec in METHODS_REGISTRY.items() if spec.per_example)
-_RULES = {"gamma": ("ge", 0.0), "eps": ("gt", 0.0), "rho": ("gt", 0.0), "flood_level": ("ge", 0.0)}
 
 
 @dataclass

@@ -20,7 +20,7 @@ import time as _time
 import numpy as np
 
 from .errors import fail
-from .grid import HYPER, Plan, _sha256_file
+from .grid import HYPER, PER_RUN_STEP, Plan, _sha256_file
 from .problem import Problem, load_problem, make_problem
 from .sweep_io import METRIC_COLUMNS
 
@@ -136,15 +136,15 @@ def run_task(task: dict, record: bool = False) -> dict:
             return _run_flow(task, P, alpha, hp, bool(rec))
     else:
         hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
+        steps = {a: (None if task[a] is None else np.asarray(task[a], dtype=np.float64)) for a in PER_RUN_STEP}
         seeds = None
         if task["seeds"] is not None:
             seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
 
         def run(rec=False):
             return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
-                             D=task["depth"], lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
-                             batch_size=task["batch_size"], label_noise=task["label_noise"], seeds=seeds,
-                             rtol=task["rtol"], max_steps=max_steps, record=rec, **hp)
+                             D=task["depth"], batch_size=task["batch_size"], label_noise=task["label_noise"],
+                             seeds=seeds, rtol=task["rtol"], max_steps=max_steps, record=rec, **hp, **steps)
 
     if record:
         cap = max_steps if max_steps is not None else MAX_STEPS[task["time"]]

@@ -49,7 +49,9 @@ def resolve(names) -> list[str]:
             key = f"fig{int(key)}_"
         hits = [f for f in FIGURES if f == key or f.startswith(key)]
         if len(hits) != 1:
-            raise ValueError(f"The 'only' parameter of figures must name one figure of {', '.join(FIGURES)} "
+            from dln.errors import DLNError  # a user error (the CLI reports it on one line, exit 2)
+
+            raise DLNError(f"The 'only' parameter of figures must name one figure of {', '.join(FIGURES)} "
                              f"(a name, a prefix such as fig3, or a number). Got {raw!r} instead.")
         if hits[0] not in out:
             out.append(hits[0])
