@@ -10,9 +10,11 @@
      computes per step, without its status tests, tilt Φ, gain integral or sign tracking).
 
    The ratio is iterate's time per step over the plain loop's (target ≤ 1).  Both reach the same β
-   after K steps (checked to 1e-12 relative).  ``extra`` splits iterate's step: the evaluation of the
-   direction (``dln.methods.Direction``: the gradient, the loss and the gain of the step, timed
-   alone on the same state) and the rest (``iterate``'s own loop, including the block checks).
+   after K steps (checked to 1e-12 relative).  ``iterate`` takes its fused GD kernel here
+   (``dln.discrete._GFKernel``); ``extra`` splits its step into the kernel's steps (``block`` timed
+   alone on blocks as long as iterate's, from the same state) and the rest (the deferred block
+   checks: statuses, Φ, the gain, signs), and gives the generic path's time per step
+   (``dln.discrete.FUSED = False``: the rates of ``dln.methods.Direction`` and the GD rule).
 2. Cost per step against the batch size B = 1, 4, 16, 64, 256 (GD, runs with different α and η,
    n = 20, d = 30): time per step and per run-step, and the least-squares exponent of the time per
    step against B over B ≥ 16 (linear cost: exponent ≤ 1; below 1 while per-call overheads are still
@@ -25,6 +27,7 @@ import time
 import numpy as np
 
 from benchmarks import interleaved, make_row, summarize
+from dln import discrete
 from dln.discrete import iterate
 from dln.methods import gf
 from dln.model import initial_state
@@ -83,33 +86,54 @@ def single_run_rows(sizes, steps, eta, repeats):
         def plain_log():
             out["log"] = plain_log_gd(P.X, P.y, ALPHA, eta, steps)
 
-        def evals():  # the direction alone, as iterate calls it once per step
-            for _ in range(steps):
-                direction(state)
+        kernel = discrete._GFKernel(direction)
+        kb = min(steps, discrete._block(1, d, kernel.block_scale))
+        kernel.setup(kb, 1, np.full((1, 1), eta))
+        ab = np.stack([state.a, state.b], axis=1)
+        F = np.empty((kb, 1, 2, d))
 
-        times = interleaved({"ours": ours, "plain": plain, "log": plain_log, "evals": evals}, repeats=repeats)
+        def kernel_steps():  # the fused steps alone, in blocks as iterate takes them
+            for _ in range(steps // kb):
+                kernel.block(ab, F, kb)
+
+        def generic():
+            discrete.FUSED = False
+            try:
+                out["generic"] = iterate(direction, state, eta, max_steps=steps)
+            finally:
+                discrete.FUSED = True
+
+        times = interleaved({"ours": ours, "plain": plain, "log": plain_log, "kernel": kernel_steps,
+                             "generic": generic}, repeats=repeats)
         per = {k: [t / steps for t in v] for k, v in times.items()}
+        per["kernel"] = [t * steps / (steps // kb * kb) for t in per["kernel"]]
         res = out["res"]
         ok_run = res.status[0] == "max_steps" and res.steps[0] == steps
         e_plain, e_log = _rel(res.beta[0], out["plain"]), _rel(res.beta[0], out["log"])
-        acc_ok = bool(ok_run and e_plain <= 1e-12 and e_log <= 1e-12)
+        e_gen = _rel(res.beta[0], out["generic"].beta[0])
+        acc_ok = bool(ok_run and e_plain <= 1e-12 and e_log <= 1e-12 and e_gen <= 1e-12)
         ours_s, plain_s, log_s = summarize(per["ours"]), summarize(per["plain"]), summarize(per["log"])
-        eval_med = summarize(per["evals"])["median"]
+        kernel_med = summarize(per["kernel"])["median"]
+        generic_med = summarize(per["generic"])["median"]
         ratio = ours_s["median"] / plain_s["median"]
         rows.append(make_row(
             BENCH, f"GD, one run, n={n}, d={d}, {steps} steps: time per step vs plain NumPy GD loop",
             unit="µs/step", ours=[t * 1e6 for t in per["ours"]], baseline=[t * 1e6 for t in per["plain"]],
             baseline_name="plain NumPy GD loop on (u, v)", ratio=ratio, ratio_name="time ratio (ours/plain)",
             target=1.0, target_op="<=",
-            accuracy=f"same β after {steps} steps: rel. diff {e_plain:.1e} (plain), {e_log:.1e} (plain log)",
+            accuracy=(f"same β after {steps} steps: rel. diff {e_plain:.1e} (plain), {e_log:.1e} (plain log), "
+                      f"{e_gen:.1e} (generic path)"),
             accuracy_ok=acc_ok,
             notes=(f"plain log-domain loop {log_s['median'] * 1e6:.1f} µs/step (ratio "
-                   f"{ours_s['median'] / log_s['median']:.2f}); of iterate's step, the direction evaluation "
-                   f"(dln.methods) takes {eval_med * 1e6:.1f} µs"),
+                   f"{ours_s['median'] / log_s['median']:.2f}); of iterate's step, the fused kernel's steps take "
+                   f"{kernel_med * 1e6:.1f} µs, the block checks the rest; the generic path "
+                   f"{generic_med * 1e6:.1f} µs/step"),
             extra={"plain_log_us_per_step": log_s["median"] * 1e6,
                    "ratio_vs_plain_log": ours_s["median"] / log_s["median"],
-                   "direction_us_per_step": eval_med * 1e6,
-                   "iterate_loop_us_per_step": (ours_s["median"] - eval_med) * 1e6}))
+                   "kernel_us_per_step": kernel_med * 1e6,
+                   "block_check_us_per_step": (ours_s["median"] - kernel_med) * 1e6,
+                   "generic_us_per_step": generic_med * 1e6,
+                   "ratio_generic_vs_plain": generic_med / plain_s["median"]}))
     return rows
 
 
@@ -159,5 +183,5 @@ def run(quick: bool = False, *, smoke: bool = False) -> list[dict]:
     if quick:
         return (single_run_rows([(20, 30), (40, 100)], steps=1000, eta=1e-3, repeats=3)
                 + scaling_rows([1, 4, 16, 64], lambda B: 500 if B <= 16 else 200, 1e-3, repeats=2))
-    return (single_run_rows([(20, 30), (40, 100)], steps=4000, eta=1e-3, repeats=7)
+    return (single_run_rows([(20, 30), (40, 100)], steps=4000, eta=1e-3, repeats=11)
             + scaling_rows([1, 4, 16, 64, 256], lambda B: 2000 if B <= 16 else 500, 1e-3, repeats=5))

@@ -17,7 +17,7 @@ import numpy as np
 
 from analysis.predict import min_l1, min_l2, mirror_argmin
 
-from .simulate import run_batch
+from .simulate import rel_error as _rel, run_batch
 
 
 @dataclass
@@ -29,10 +29,6 @@ class Row:
     relation: str  # "<=" (error below tolerance) or ">=" (margin above tolerance) or "in"
     passed: bool
     detail: str = ""
-
-
-def _rel(x, ref):
-    return float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300))
 
 
 def _limit_error(P, result, i, *, log_c=None, z0=None):
@@ -251,17 +247,3 @@ def cmd_check(args) -> int:
     else:
         print(format_summary(rows, seconds))
     return 0 if all(r.passed for r in rows) else 1
-
-
-def add_check_parser(sub):
-    from .cli import OPTIONAL, add_data_arguments
-
-    p = sub.add_parser("check", help=OPTIONAL["check"][1],
-                       description="Verify the theory: each row simulates on one problem (default n=20, d=50, "
-                                   "k=3) and compares with a closed form; rows are printed as they finish, then "
-                                   "the count of passing claims.  Exit code 0 only if every claim passes.")
-    add_data_arguments(p)
-    p.add_argument("--json", action="store_true", help="print the table as one JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress status on stderr")
-    p.set_defaults(func=cmd_check)
-    return p

@@ -27,6 +27,11 @@ block the batch is rewound to that step -- states, Φ and the gain are exact seq
 (in step order) of the kept per-step terms, and the rule's state is the one kept for that
 step -- the stopped runs leave the batch there, and the others go on from the same point.  So the
 runs compute in the same batches, step for step, as a loop that checks every step.
+
+**The fused GD kernel.**  Plain GD of gradient flow at depth 2 on the full batch (the common case)
+takes its steps in :class:`_GFKernel`: the weights in the linear domain inside a block, four NumPy
+calls per step, re-synced from the exact log-domain path at every block; the deferred check is the
+same.  It equals the generic steps to round-off, not bit for bit (``FUSED = False`` turns it off).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from .errors import check_int, check_real, fail
 from .integrate import Result, Trajectory, _batch_size
 from .methods import Data, Direction
 from .model import State, beta as beta_of
+from .params import check as check_param
 
 #: Longest block of steps checked at once, and its size budget (steps × runs × d elements): a
 #: block's kept factors and rates stay in cache, and a large batch is checked every step or two.
@@ -91,10 +97,7 @@ class HeavyBall:
     """
 
     def __init__(self, momentum):
-        mu = check_real("momentum", momentum, "HeavyBall", ge=0.0)
-        if not np.all(np.asarray(mu) < 1.0):
-            raise fail("momentum", "HeavyBall", "< 1 (heavy ball diverges for μ >= 1)", np.asarray(mu)[np.asarray(mu) >= 1.0])
-        self.momentum = mu
+        self.momentum = check_param("momentum", momentum, "HeavyBall")  # 0 <= μ < 1 (dln.params)
 
     def init(self, B: int, d: int) -> tuple:
         mu = np.broadcast_to(np.asarray(self.momentum, dtype=np.float64).reshape(-1, 1, 1), (B, 1, 1)).copy()
@@ -239,10 +242,120 @@ class _Recorder:
 
 
 # ---------------------------------------------------------------------------------------------
+# the fused GD kernel
+# ---------------------------------------------------------------------------------------------
+#: Use :class:`_GFKernel` where it applies (False: every run takes the generic steps).
+FUSED = True
+#: np.dot without its __array_function__ dispatch (NEP 18's ``_implementation``; the kernel's
+#: arguments are plain ndarrays): a quarter of a microsecond less per call, two calls per step.
+_dot = getattr(np.dot, "_implementation", np.dot)
+
+
+class _GFKernel:
+    """GD steps of gradient flow at depth 2 on the full batch, fused: four NumPy calls per step.
+
+    For GF at D = 2 the GD factors are f_u = 1 − 2ηg, f_v = 1 + 2ηg with g = Xᵀ(Xβ − y)/n
+    (docs/theory.md §5.1).  Inside a block the weights are carried in the linear domain, scaled
+    per run by √c with c = 2η/n: W = √c·(±u, ±v), of shape (m, 2d) (at D = 2 the step depends on
+    u² and v² only, so W starts each block at √c·(|u|, |v|); the signs are the loop's, from the
+    signs of the factors).  Then W⊙W = c·(u², v²) and, with the constant columns of two augmented
+    matrices,
+
+        r' = [W⊙W, c]·[Xᵀ; −Xᵀ; −yᵀ] = c·(Xβ − y),    f = [r', 1]·[−X, X; 1ᵀ] = (1 − 2ηg, 1 + 2ηg),
+
+    and W ← W⊙f: a product, two matrix products and a product per step, the residuals r' kept for
+    the block check (g, the loss and the gain follow from them in a few calls per block).  At the
+    start of every block W is re-synced from the exact log-domain state the loop keeps (ln|u| +=
+    ln|f_u| for any rule): W = √c·exp(a, b), so the rounding of the products drifts for at most
+    one block, and tiny weights behave as in the log domain (u = 1e-200 is representable; c·u²
+    underflows to 0 as exp(2a) does, where its term of Xβ is far below the rounding of any
+    nonzero residual).  The statuses, Φ, the gain and the signs are the loop's deferred block
+    check, unchanged.  Not bit for bit the generic path (g and f are rounded differently): the
+    tests bound the difference.
+    """
+
+    #: Its blocks are this many times longer than the generic ones (:data:`MAX_BLOCK`, 128 steps):
+    #: its steps are cheap, so the check's per-block cost weighs more; the weights' rounding then
+    #: drifts for at most 128 steps before a re-sync.
+    block_scale = 2
+
+    @classmethod
+    def build(cls, direction, rule, source):
+        """The kernel when it applies (GF, D = 2, the GD rule, the full batch), else None."""
+        if FUSED and isinstance(direction, Direction) and direction.method == "gf" and direction.D == 2 \
+                and type(rule) is GD and not source.stochastic:
+            return cls(direction)
+        return None
+
+    def __init__(self, direction: Direction):
+        X, y = direction.data.X, direction.data.y
+        n, d = X.shape
+        self.n, self.d, self.X = n, d, X
+        self.fwd = np.ascontiguousarray(np.concatenate([X.T, -X.T, -y[None, :]]))  # (2d + 1, n)
+        self.back = np.ascontiguousarray(np.concatenate([np.concatenate([-X, X], axis=1),
+                                                         np.ones((1, 2 * d))]))  # (n + 1, 2d)
+        # per-sample gain integrand (1/n)Σ_i x_i² r_i² (``gf(variant="per-sample")``)
+        self.X2 = None if direction.variant == "full" else X * X / n
+
+    def setup(self, kb: int, m: int, eta: np.ndarray) -> None:
+        """Buffers for blocks of up to ``kb`` steps of ``m`` runs with learning rates ``eta`` (m, 1)."""
+        n, d = self.n, self.d
+        self.eta = eta
+        self.c = 2.0 * eta / n
+        self.root_c = np.sqrt(self.c)
+        self.W = np.empty((m, 2 * d))
+        self.W2 = np.empty((m, 2 * d + 1))  # [W⊙W, c]
+        self.W2[:, 2 * d:] = self.c
+        self.R = np.ones((kb, m, n + 1))  # [r', 1] of each step
+        if m == 1:  # one run: vector products (np.dot of 1-d arrays is the cheapest call)
+            self.W2_head, self.ws = self.W2[0, :2 * d], (self.W[0], self.W2[0])
+            self.steps = [(r[0], r[0, :n]) for r in self.R]
+        else:
+            self.W2_head, self.ws = self.W2[:, :2 * d], (self.W, self.W2)
+            self.steps = [(r, r[:, :n]) for r in self.R]
+
+    def block(self, ab, F, nb: int):
+        """Take ``nb`` steps from the state ``ab`` = (ln|u|, ln|v|) (m, 2, d), writing their factors
+        into ``F[:nb]``.
+
+        Returns the loss before each step (nb, m), η(da − db) = −4ηg and the gain terms η·g² (or η
+        times the per-sample integrand) (nb, m, d).
+        """
+        m, n, d = ab.shape[0], self.n, self.d
+        W, W2 = self.ws
+        head, fwd, back = self.W2_head, self.fwd, self.back
+        np.exp(ab.reshape(m, 2 * d), out=self.W)
+        self.W *= self.root_c
+        Fv = F.reshape(F.shape[0], m, 2 * d)
+        if m == 1:
+            Fv = Fv[:, 0]
+            mul, prod = np.multiply, _dot
+        else:
+            mul, prod = np.multiply, np.matmul
+        for i, (ra, r) in enumerate(self.steps[:nb]):
+            mul(W, W, out=head)
+            prod(W2, fwd, out=r)
+            f = prod(ra, back, out=Fv[i])
+            mul(W, f, out=W)
+        Rc = self.R[:nb].reshape(nb * m, n + 1)[:, :n]  # c·r, as one matrix (one BLAS call below)
+        x = np.matmul(Rc, self.X).reshape(nb, m, d)  # 2ηg
+        loss = np.einsum("ki,ki->k", Rc, Rc).reshape(nb, m)
+        loss /= (2.0 * n) * np.square(self.c[:, 0])
+        dz = np.multiply(x, -2.0)
+        if self.X2 is None:
+            gain = np.square(x)
+            gain /= 4.0 * self.eta
+        else:
+            gain = np.matmul(np.square(Rc), self.X2).reshape(nb, m, d)
+            gain *= self.eta / np.square(self.c)
+        return loss, dz, gain
+
+
+# ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
-def _block(m: int, d: int) -> int:
-    return max(1, min(MAX_BLOCK, BLOCK_ELEMENTS // (m * d)))
+def _block(m: int, d: int, scale: int = 1) -> int:
+    return max(1, min(scale * MAX_BLOCK, scale * BLOCK_ELEMENTS // (m * d)))
 
 
 def _running(op, acc: np.ndarray) -> np.ndarray:
@@ -339,6 +452,7 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
     source = MiniBatches(problem.X, problem.y, B, batch_size, label_noise, rngs, sample_indices) \
         if stochastic else FullBatch()
     rule = GD() if rule is None else rule
+    kernel = _GFKernel.build(direction, rule, source)
     recorder = _Recorder(record_every, max_points) if record_every else None
     flooding = getattr(direction, "method", None) == "flood" and not stochastic and flood_cycle_stop
     tol = None if label_noise > 0 else loss_tol
@@ -369,56 +483,88 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
         while rows.size:
             if rows.size != m:
                 m = rows.size
-                kb = _block(m, d)
+                kb = _block(m, d) if kernel is None else _block(m, d, kernel.block_scale)
                 F = np.empty((kb, m, 2, d))  # the factors of each step of a block
-                LA = np.empty((kb, m, 2, d))  # their ln|f|
+                # the sums along a block: the state (ln|u|, ln|v|), into which ln|f| of each step is
+                # written, and Φ with the gain integral (contiguous: they are reduced in different ways)
+                PATH = np.empty((kb + 1, m, 2, d))
+                LA = PATH[1:]
+                SUMS = np.empty((kb + 1, m, 2, d))
+                ACC = np.empty((kb + 1, m, d))  # running sums of β (averages)
                 Fs, LAs = list(F), list(LA)
                 st = State(ab[:, 0], ab[:, 1], s[:, 0], s[:, 1])
                 which = None if m == B else rows
+                if kernel is not None:
+                    kernel.setup(kb, m, eta_r)
             k1 = min(k0 + kb, max_steps + 1)  # the step at max_steps is evaluated: it may converge
             if source.stochastic:
                 k1 = min(k1, (k0 // CHUNK + 1) * CHUNK)
             nb = k1 - k0
             ab0 = ab.copy()
             s0 = s.copy() if odd else s
-            rates, states, losses = [], [], {}
-            for i in range(nb):
-                k = k0 + i
-                if progress is not None and k >= shown:
-                    progress(k, m, B)
-                    shown = k + 1
-                R = direction(st, which, source(k, rows))
-                rates.append(R)
-                if source.stochastic and k % source.check_every == 0:
-                    losses[i] = problem.loss(beta_of(st, D))
-                f, la = Fs[i], LAs[i]
-                rs = rule.update(R, eta_r, rs, f)
-                states.append(rs)
-                if odd and (f < 0).any():  # u^D, v^D carry the signs at odd D: flip them now
-                    s *= np.sign(f)
-                np.abs(f, out=la)
-                np.log(la, out=la)
-                ab += la
+            if kernel is not None:
+                if progress is not None:
+                    for k in range(max(k0, shown), k0 + nb):
+                        progress(k, m, B)
+                    shown = max(shown, k0 + nb)
+                L, dz, eta_gain = kernel.block(ab, F, nb)
+                evaluated = np.ones(nb, dtype=bool)
+                states = [rs] * nb
+                np.abs(F[:nb], out=LA[:nb])
+                np.log(LA[:nb], out=LA[:nb])
+            else:
+                rates, states, losses = [], [], {}
+                for i in range(nb):
+                    k = k0 + i
+                    if progress is not None and k >= shown:
+                        progress(k, m, B)
+                        shown = k + 1
+                    R = direction(st, which, source(k, rows))
+                    rates.append(R)
+                    if source.stochastic and k % source.check_every == 0:
+                        losses[i] = problem.loss(beta_of(st, D))
+                    f, la = Fs[i], LAs[i]
+                    rs = rule.update(R, eta_r, rs, f)
+                    states.append(rs)
+                    if odd and (f < 0).any():  # u^D, v^D carry the signs at odd D: flip them now
+                        s *= np.sign(f)
+                    np.abs(f, out=la)
+                    np.log(la, out=la)
+                    ab += la
+                if source.stochastic:
+                    evaluated = np.array([i in losses for i in range(nb)])
+                    L = np.array([losses.get(i, np.zeros(m)) for i in range(nb)])
+                else:  # (np.array stacks a list of equal arrays: a copy, like np.stack, but faster)
+                    evaluated = np.ones(nb, dtype=bool)
+                    L = np.array([R.loss for R in rates])
+                # z moves by Δz, of which η(da − db) is in range(Xᵀ) (docs/theory.md §4 lemma, §5.1)
+                dz = np.subtract(np.array([R.da for R in rates]), np.array([R.db for R in rates]))
+                dz *= eta_r
+                eta_gain = np.multiply(eta_r, np.array([R.gain for R in rates]))
 
             # -- the block, checked step by step after the fact ---------------------------------
-            path = np.empty((nb + 1, m, 2, d))  # path[i]: the state before step k0 + i
+            lo, hi = LA[:nb].min(), LA[:nb].max()  # (whole-array reductions: fast, and NaN fails both)
+            finite = True if lo > -np.inf and hi < np.inf else np.isfinite(LA[:nb]).all(axis=(2, 3))
+            sums = SUMS[:nb + 1]  # exact sequential sums of the steps, in step order:
+            # Φ += −½[(ln|f_u| − ln|f_v|) − η(da − db)],  the gain integral += η·gain
+            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=sums[1:, :, 0])
+            term -= dz
+            term *= -0.5
+            sums[1:, :, 1] = eta_gain
+            sel = slice(None) if m == B else rows
+            sums[0, :, 0] = Phi[sel]
+            sums[0, :, 1] = I[sel]
+            path = PATH[:nb + 1]  # path[i]: the state before step k0 + i
             path[0] = ab0
-            path[1:] = LA[:nb]
             _running(np.add, path)
-            if source.stochastic:
-                evaluated = np.array([i in losses for i in range(nb)])
-                L = np.array([losses.get(i, np.zeros(m)) for i in range(nb)])
-            else:  # (np.array stacks a list of equal arrays: a copy, like np.stack, but faster)
-                evaluated = np.ones(nb, dtype=bool)
-                L = np.array([R.loss for R in rates])
+            if kernel is not None:  # (the generic steps move ab along themselves, to path[nb] bit for bit)
+                ab[...] = path[nb]
             settled = False
             if flooding:
                 cycle, settled = [], np.zeros((nb, m), dtype=bool)
                 for i in range(nb):
                     hist, count, settled[i] = stopping.flood_cycle(L[i], level, hist, count)
                     cycle.append((hist, count))
-            lo, hi = LA[:nb].min(), LA[:nb].max()  # (whole-array reductions: fast, and NaN fails both)
-            finite = True if lo > -np.inf and hi < np.inf else np.isfinite(LA[:nb]).all(axis=(2, 3))
             codes = stopping.status(L, loss0_r, path[:nb], None, (k0 + np.arange(nb))[:, None],
                                     max_steps=max_steps, loss_tol=tol, D=D, finite=finite,
                                     evaluated=evaluated[:, None], converged=settled)
@@ -431,22 +577,13 @@ def iterate(direction: Direction, state0: State, lr, *, max_steps: int = 100_000
                 j, stops, done = None, None, np.full(m, nb)
             last = int(done.max())
 
-            # -- exact sequential sums of the steps taken, in step order --------------------------
+            # -- the sums up to each run's last step ----------------------------------------------
             at = (nb, slice(None)) if j is None else (done, np.arange(m))  # each run's last step
-            sel = slice(None) if m == B else rows
-            acc = np.empty((nb + 1, m, d))
-            acc[0] = Phi[sel]
-            # z moves by Δz, of which η(da − db) is in range(Xᵀ) (docs/theory.md §4 lemma, §5.1):
-            # Φ += −½[(ln|f_u| − ln|f_v|) − η(da − db)]
-            term = np.subtract(LA[:nb, :, 0], LA[:nb, :, 1], out=acc[1:])
-            dz = np.subtract(np.array([R.da for R in rates]), np.array([R.db for R in rates]))
-            dz *= eta_r
-            term -= dz
-            term *= -0.5
-            Phi[sel] = _running(np.add, acc)[at]
-            acc[0] = I[sel]
-            np.multiply(eta_r, np.array([R.gain for R in rates]), out=acc[1:])
-            I[sel] = _running(np.add, acc)[at]
+            if j is None:  # (a reduction along the outer axis adds the rows in order, as _running does)
+                Phi[sel], I[sel] = np.moveaxis(np.add.reduce(sums, axis=0), 1, 0)
+            else:
+                Phi[sel], I[sel] = np.moveaxis(_running(np.add, sums)[at], 1, 0)
+            acc = ACC[:nb + 1]
             signs = None
             if last and np.fmin.reduce(F[:last], axis=None) < 0:  # (fmin skips a stopping step's NaN)
                 signs = np.empty((nb + 1, m, 2, d))  # signs[i]: the signs before step k0 + i

@@ -30,8 +30,9 @@ def fail(name: str, where: str, rule: str, value) -> DLNError:
     return DLNError(f"The {name!r} parameter{of} must be {rule}. Got {_fmt(value)} instead.")
 
 
-def check_real(name: str, value, where: str = "", *, gt=None, ge=None, allow_array=True):
-    """Return ``value`` as float64 (scalar or array) after checking it is finite and in range.
+def check_real(name: str, value, where: str = "", *, gt=None, ge=None, lt=None, le=None, allow_array=True):
+    """Return ``value`` as float64 (scalar or array) after checking it is finite and in range
+    (``gt < value``, ``ge <= value``, ``value < lt``, ``value <= le``).  A bool is not a number.
 
     Raises
     ------
@@ -42,7 +43,7 @@ def check_real(name: str, value, where: str = "", *, gt=None, ge=None, allow_arr
         arr = np.asarray(value)
     except Exception:  # noqa: BLE001 - anything unconvertible is a user error
         raise fail(name, where, "a real number", value) from None
-    if arr.dtype.kind not in "biuf" or (arr.ndim > 0 and not allow_array):
+    if arr.dtype.kind not in "iuf" or (arr.ndim > 0 and not allow_array):
         raise fail(name, where, "a real number", value)
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
@@ -51,6 +52,10 @@ def check_real(name: str, value, where: str = "", *, gt=None, ge=None, allow_arr
         raise fail(name, where, f"> {gt}", arr[~(arr > gt)] if arr.ndim else arr)
     if ge is not None and not np.all(arr >= ge):
         raise fail(name, where, f">= {ge}", arr[~(arr >= ge)] if arr.ndim else arr)
+    if lt is not None and not np.all(arr < lt):
+        raise fail(name, where, f"< {lt}", arr[~(arr < lt)] if arr.ndim else arr)
+    if le is not None and not np.all(arr <= le):
+        raise fail(name, where, f"<= {le}", arr[~(arr <= le)] if arr.ndim else arr)
     return arr if arr.ndim else float(arr)
 
 

@@ -14,7 +14,8 @@ u(0) = v(0) = α with the chosen method (``dln.methods``) in continuous or discr
     n_features_in_   number of features seen in fit
 
 The hyper-parameters keep the CLI names (docs/design.md §5): ``method``, ``alpha``, ``gamma``, ``eps``,
-``rho``, ``flood_level``, ``variant``, ``time``, ``lr``, ``batch_size``, ``label_noise``.  As in
+``rho``, ``flood_level``, ``variant``, ``time``, ``lr``, ``batch_size``, ``label_noise``, ``momentum``
+(the method and time parameters of the parameter table, ``dln.params``).  As in
 ``dln simulate``, a hyper-parameter the method does not use is an error (raised by ``fit``: the
 constructor and ``set_params`` only store values, as scikit-learn requires).
 """
@@ -28,6 +29,11 @@ import numpy as np
 
 from .errors import fail
 from .integrate import DEFAULT_RTOL
+from .params import TABLE, default
+
+#: The parameters of a run the estimator takes (``dln.params.TABLE``), then its own.
+RUN_PARAMS = tuple(p.name for p in TABLE if p.group in ("method", "time"))
+OWN_PARAMS = ("depth", "rtol", "max_steps", "fit_intercept", "random_state")
 
 __all__ = ["DiagonalLinearNetwork", "NotFittedError"]
 
@@ -125,8 +131,9 @@ class DiagonalLinearNetwork:
         Penalty on the full-batch gradient or per example (docs/theory.md §7.5).
     time : {'flow', 'discrete'}
         Continuous-time flow (integrated to convergence) or discrete steps with learning rate ``lr``.
-    lr, batch_size, label_noise : optional
-        Discrete time only: learning rate η, SGD mini-batch size, label-noise std.
+    lr, batch_size, label_noise, momentum : optional
+        Discrete time only: learning rate η, SGD mini-batch size, label-noise std, heavy-ball
+        momentum μ ∈ [0, 1) (as ``torch.optim.SGD(momentum=μ)``; 0 or None is GD).
     depth : int
         Depth D ≥ 2 of β = u^D − v^D.
     rtol : float
@@ -141,9 +148,9 @@ class DiagonalLinearNetwork:
 
     _estimator_type = "regressor"
 
-    def __init__(self, method="gf", alpha=0.1, gamma=None, eps=None, rho=None, flood_level=None, variant="full",
-                 time="flow", lr=None, batch_size=None, label_noise=None, depth=2, rtol=DEFAULT_RTOL, max_steps=None,
-                 fit_intercept=False, random_state=0):
+    def __init__(self, method=default("method"), alpha=default("alpha"), gamma=None, eps=None, rho=None,
+                 flood_level=None, variant=default("variant"), time=default("time"), lr=None, batch_size=None, label_noise=None, momentum=None, depth=2, rtol=DEFAULT_RTOL,
+                 max_steps=None, fit_intercept=False, random_state=0):
         self.method = method
         self.alpha = alpha
         self.gamma = gamma
@@ -155,6 +162,7 @@ class DiagonalLinearNetwork:
         self.lr = lr
         self.batch_size = batch_size
         self.label_noise = label_noise
+        self.momentum = momentum
         self.depth = depth
         self.rtol = rtol
         self.max_steps = max_steps
@@ -164,7 +172,8 @@ class DiagonalLinearNetwork:
     # -- parameters (scikit-learn protocol) ------------------------------------------------------
     @classmethod
     def _get_param_names(cls):
-        return sorted(p.name for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self")
+        """The run parameters of the table and the estimator's own (``__init__`` takes exactly these)."""
+        return sorted(RUN_PARAMS + OWN_PARAMS)
 
     def get_params(self, deep=True):
         """The constructor arguments as a dict (``type(est)(**est.get_params())`` is a clone)."""
@@ -206,7 +215,7 @@ class DiagonalLinearNetwork:
         x_mean = X.mean(axis=0) if self.fit_intercept else np.zeros(X.shape[1])
         y_mean = float(y.mean()) if self.fit_intercept else 0.0
         problem = Problem(X - x_mean, y - y_mean)
-        for name in ("alpha", "gamma", "eps", "rho", "flood_level", "lr", "batch_size", "label_noise"):
+        for name in RUN_PARAMS:
             value = getattr(self, name)
             if value is not None and np.ndim(value) > 0:  # one network: no per-run or per-coordinate vectors
                 raise fail(name, who, "a scalar (the estimator fits one network; sweep several values with "
@@ -214,9 +223,7 @@ class DiagonalLinearNetwork:
         seed = self.random_state
         if seed is None:
             seed = np.random.SeedSequence().entropy
-        result = run_batch(problem, self.method, variant=self.variant, alpha=self.alpha, gamma=self.gamma,
-                           eps=self.eps, rho=self.rho, flood_level=self.flood_level, time=self.time, lr=self.lr,
-                           batch_size=self.batch_size, label_noise=self.label_noise, D=self.depth, seed=seed,
+        result = run_batch(problem, **{name: getattr(self, name) for name in RUN_PARAMS}, D=self.depth, seed=seed,
                            rtol=self.rtol, max_steps=self.max_steps)
         self.coef_ = np.array(result.beta[0])
         self.intercept_ = float(y_mean - x_mean @ self.coef_) if self.fit_intercept else 0.0

@@ -9,7 +9,9 @@ user error raised before anything runs.
 Grid order (the row order of ``results.csv``), outermost first::
 
     n, d, k, noise, design (or --data) → seed → method → variant → time → lr → batch_size
-    → label_noise → alpha → gamma → eps → rho → flood_level
+    → label_noise → momentum → alpha → gamma → eps → rho → flood_level
+
+The value lists and their rules are the sweep axes of the parameter table (``dln.params``).
 
 Seeding.  The data of a cell (n, d, k, noise, design, seed) comes from
 ``SeedSequence(root_seed, spawn_key=(0, cell_key, seed))`` where ``cell_key`` is a stable hash of the
@@ -39,31 +41,24 @@ from itertools import product
 import numpy as np
 
 from . import memory
-from .errors import check_choice, check_int, fail
+from .errors import check_int, check_real, fail
 from .integrate import DEFAULT_RTOL
-from .methods import METHODS, PARAMS, VARIANT_METHODS, VARIANTS
+from .methods import METHODS, PARAMS, VARIANT_METHODS
 from .model import WEIGHT_MIN
-from .problem import DESIGNS, Problem, load_problem
+from .params import (DATA_AXES, DISCRETE_ONLY, GEOM_KEYS, HYPER, KEY_COLUMNS, P as PARAMS_TABLE, check,
+                     default, id_values)
+from .problem import Problem, load_problem
 
 W = "sweep"
 FORMAT = "dln-sweep/1"
-TIMES = ("flow", "discrete")
-HYPER = ("gamma", "eps", "rho", "flood_level")
-DISCRETE_ONLY = ("lr", "batch_size", "label_noise")
-DATA_AXES = ("n", "d", "k", "noise", "design")
-
-#: Columns that identify a run (named like the flags, docs/design.md §5).
-KEY_COLUMNS = ("method", "variant", "time", "alpha", "gamma", "eps", "rho", "flood_level", "lr", "batch_size",
-               "label_noise", "data", "n", "d", "k", "noise", "design", "seed")
-
-#: value lists of the grid: name → (kind, rule)
-_FLOAT_RULES = {"alpha": ("gt", 0.0), "gamma": ("ge", 0.0), "eps": ("gt", 0.0), "rho": ("gt", 0.0),
-                "flood_level": ("ge", 0.0), "lr": ("gt", 0.0), "label_noise": ("ge", 0.0), "noise": ("ge", 0.0)}
-_INT_RULES = {"n": 1, "d": 1, "k": 1, "batch_size": 1, "seed": 0}
-_CHOICES = {"method": METHODS, "variant": VARIANTS, "time": TIMES, "design": DESIGNS}
-LIST_KEYS = tuple(_CHOICES) + tuple(_FLOAT_RULES) + tuple(_INT_RULES)
-GEOM_KEYS = ("alpha", "gamma", "eps", "rho", "flood_level", "lr", "label_noise")
-SETTING_DEFAULTS = {"depth": 2, "rtol": DEFAULT_RTOL, "max_steps": None, "root_seed": 0, "chunk_size": None}
+SETTING_DEFAULTS = {"depth": default("depth"), "rtol": DEFAULT_RTOL, "max_steps": None, "root_seed": 0,
+                    "chunk_size": None}
+#: the value lists of a grid: the sweep axes of the parameter table
+LIST_KEYS = tuple(name for name in KEY_COLUMNS if name != "data")
+#: discrete-time parameters that split batches (one sampler per batch) ...
+BATCH_STEP = ("batch_size", "label_noise")
+#: ... and those a batch takes per run (a vector of shape (B,) given to ``run_batch``)
+PER_RUN_STEP = tuple(a for a in DISCRETE_ONLY if a not in BATCH_STEP)
 #: discrete-time batches hold at most this many runs unless ``chunk_size`` says otherwise
 DISCRETE_CHUNK = 32
 #: memory a flow batch may use (its per-run arrays, see :func:`flow_chunk_limit`)
@@ -96,21 +91,24 @@ def _distinct(name, values):
     return values
 
 
-def _real(name, v, rule=None):
+def _real(name, v, **bounds):
+    """A real grid value (a number, not a string or a bool) within ``bounds`` (``dln.errors.check_real``)."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise fail(name, W, "a real number", v)
-    v = float(v)
-    if not math.isfinite(v):
-        raise fail(name, W, "finite", v)
-    if rule is not None:
-        kind, bound = rule
-        if kind == "gt" and not v > bound:
-            raise fail(name, W, f"> {bound}", v)
-        if kind == "ge" and not v >= bound:
-            raise fail(name, W, f">= {bound}", v)
+    v = check_real(name, v, W, allow_array=False, **bounds)
     if name == "alpha" and v < WEIGHT_MIN:  # the rule of dln.model.initial_state, checked before anything runs
         raise fail(name, W, f">= {WEIGHT_MIN:g} (smaller initial weights are outside the verified range)", v)
     return v
+
+
+def _value(name, v):
+    """One value of the axis ``name``, checked by its entry of the parameter table."""
+    p = PARAMS_TABLE[name]
+    if p.kind is float:
+        return _real(name, v, gt=p.gt, ge=p.ge, lt=p.lt, le=p.le)
+    if p.kind is int:
+        return _integer(name, v, ge=p.ge)
+    return check(name, v, W)
 
 
 def _integer(name, v, ge=None):
@@ -130,8 +128,8 @@ def _geom(name, value):
     if not isinstance(value, (list, tuple)) or len(value) != 3:
         raise fail(key, W, "three values START STOP NUM", value)
     start, stop, num = value
-    start = _real(key, _num(key, start), ("gt", 0.0))
-    stop = _real(key, _num(key, stop), ("gt", 0.0))
+    start = _real(key, _num(key, start), gt=0.0)
+    stop = _real(key, _num(key, stop), gt=0.0)
     num = _integer(key, num, ge=1)
     if num > 1 and start == stop:
         raise fail(key, W, "a range with START != STOP (or NUM = 1)", list(value))
@@ -161,17 +159,10 @@ def _normalize(raw: dict, source: str) -> dict:
             raise fail(name, W, "given once", f"{key!r} twice in {source}")
         if value is None and name not in SETTING_DEFAULTS:
             raise fail(name, W, "a value or a list of values", f"null in {source}")
-        if name in _CHOICES:
-            vals = _as_list(name, value)
-            for v in vals:
-                check_choice(name, v, _CHOICES[name], W)
-            out[name] = _distinct(name, vals)
-        elif name in _FLOAT_RULES:
-            out[name] = _distinct(name, [_real(name, v, _FLOAT_RULES[name]) for v in _as_list(name, value)])
-        elif name == "batch_size":
-            out[name] = _distinct(name, [None if v is None else _integer(name, v, ge=1) for v in _as_list(name, value)])
-        elif name in _INT_RULES:
-            out[name] = _distinct(name, [_integer(name, v, ge=_INT_RULES[name]) for v in _as_list(name, value)])
+        if name == "batch_size":
+            out[name] = _distinct(name, [None if v is None else _value(name, v) for v in _as_list(name, value)])
+        elif name in LIST_KEYS:
+            out[name] = _distinct(name, [_value(name, v) for v in _as_list(name, value)])
         elif name.endswith("_geom"):
             out[name] = _geom(name[:-5], value)
         elif name == "seeds":
@@ -181,13 +172,13 @@ def _normalize(raw: dict, source: str) -> dict:
                 raise fail("data", W, "a file name (.npz or .csv)", value)
             out[name] = value if isinstance(value, Problem) else _data_name(value)
         elif name in ("depth", "root_seed"):
-            out[name] = _integer(name, value, ge={"depth": 2, "root_seed": 0}[name])
+            out[name] = _integer(name, value, ge=PARAMS_TABLE["depth"].ge if name == "depth" else 0)
         elif name == "chunk_size":
             out[name] = None if value is None else _integer(name, value, ge=1)
         elif name == "max_steps":
             out[name] = None if value is None else _integer(name, value, ge=1)
         elif name == "rtol":
-            out[name] = _real(name, value, ("gt", 0.0))
+            out[name] = _real(name, value, gt=PARAMS_TABLE["rtol"].gt)
     for name in GEOM_KEYS:
         if f"{name}_geom" in out:
             if name in out:
@@ -321,7 +312,8 @@ def run_id(run: dict, cell_sha) -> str:
     """A run's stable id: "r" + 16 hex digits of a hash of its key columns, its data known by its
     content (``cell_sha``), not by how its path is spelled."""
     # "r" + hex: never read as a number (pandas would turn "12e4..." into a float)
-    return "r%016x" % _hash([_canon(run[c]) for c in KEY_COLUMNS if c != "data"] + [cell_sha])
+    return "r%016x" % _hash([_canon(v) if not isinstance(v, list) else [v[0], _canon(v[1])]
+                             for v in id_values(run)] + [cell_sha])
 
 
 def synthetic_cell_sha(n, d, k, noise, design) -> int:
@@ -350,9 +342,9 @@ def _problem_sha(P: Problem) -> str:
 
 def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
     """Runs of one product grid, in grid order (validation of the combinations happens here)."""
-    methods = sub.get("method", ["gf"])
-    variants = sub.get("variant", ["full"])
-    times = sub.get("time", ["flow"])
+    methods = sub.get("method", [default("method")])
+    variants = sub.get("variant", [default("variant")])
+    times = sub.get("time", [default("time")])
     depth = settings["depth"]
     for name in HYPER:
         users = [m for m in methods if name in PARAMS[m]]
@@ -410,8 +402,7 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
         cells.append(dict(key=dict(data=label, n=data.n, d=data.d, k=None, noise=None, design=None),
                           spec=spec, sha=sha))
     else:
-        for n, d, k, noise, design in product(sub.get("n", [40]), sub.get("d", [100]), sub.get("k", [5]),
-                                              sub.get("noise", [0.0]), sub.get("design", ["gaussian"])):
+        for n, d, k, noise, design in product(*(sub.get(a, [default(a)]) for a in DATA_AXES)):
             if k > d:
                 raise fail("k", W, f"<= d (the support size of beta* in dimension d = {d})", k)
             key = dict(data=None, n=n, d=d, k=k, noise=noise, design=design)
@@ -424,21 +415,21 @@ def _expand(sub: dict, settings: dict, cache: dict) -> list[dict]:
     # -- every (method, variant) once on a tiny problem: any rule of dln.methods.make ----------
     _check_methods(sub, methods, variants, depth)
     runs = []
-    alphas = sub.get("alpha", [0.1])
+    alphas = sub.get("alpha", [default("alpha")])
     for cell in cells:
         for seed in seeds:
             for method in methods:
                 for variant in _variants(method, variants):
                     for time in times:
                         flow = time == "flow"
-                        discrete_axes = [[None], [None], [None]] if flow else \
-                            [sub["lr"], sub.get("batch_size", [None]), sub.get("label_noise", [None])]
-                        for lr, bs, ln in product(*discrete_axes):
+                        discrete_axes = [[None]] * len(DISCRETE_ONLY) if flow else \
+                            [sub.get(a, [default(a)]) for a in DISCRETE_ONLY]
+                        for steps in product(*discrete_axes):
                             hp = [sub[h] if h in PARAMS[method] else [None] for h in HYPER]
-                            for alpha, gamma, eps, rho, fl in product(alphas, *hp):
-                                run = dict(method=method, variant=variant, time=time, alpha=alpha, gamma=gamma,
-                                           eps=eps, rho=rho, flood_level=fl, lr=lr, batch_size=bs,
-                                           label_noise=ln, **cell["key"], seed=seed)
+                            for alpha, *values in product(alphas, *hp):
+                                run = dict(method=method, variant=variant, time=time, alpha=alpha,
+                                           **dict(zip(HYPER, values)), **dict(zip(DISCRETE_ONLY, steps)),
+                                           **cell["key"], seed=seed)
                                 runs.append((run, cell))
     return runs
 
@@ -492,8 +483,8 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
         if run["time"] == "flow":
             key = (cells_of[i]["sha"], run["seed"], "flow")
         else:
-            key = (cells_of[i]["sha"], run["seed"], run["method"], run["variant"], run["time"], run["batch_size"],
-                   run["label_noise"])
+            key = (cells_of[i]["sha"], run["seed"], run["method"], run["variant"], run["time"],
+                   *(run[a] for a in BATCH_STEP))
         groups.setdefault(key, []).append(i)
     chunks = []
     size = settings["chunk_size"]
@@ -533,7 +524,7 @@ def build_plan(grid, settings: dict | None = None, shard=None) -> Plan:
             label_noise=first["label_noise"], segments=[(m, v, pos) for (m, v), pos in segments.items()],
             alpha=[runs[i]["alpha"] for i in members],
             **{h: ([runs[i][h] for i in members] if h in used else None) for h in HYPER},
-            lr=None if first["time"] == "flow" else [runs[i]["lr"] for i in members],
+            **{a: (None if first["time"] == "flow" else [runs[i][a] for i in members]) for a in PER_RUN_STEP},
             seeds=[(root, int(runs[i]["run_id"][1:], 16)) for i in members] if stochastic else None,
             depth=settings["depth"], rtol=settings["rtol"], max_steps=settings["max_steps"])
     return plan

@@ -150,7 +150,9 @@ class Result:
 
     @property
     def log_c_theory(self) -> np.ndarray:
-        return self.log_c0 - self.direction.gain_coef * self.gain
+        from .registry import log_c_from_gain
+
+        return log_c_from_gain(self.log_c0, self.direction.gain_coef, self.gain)
 
     @property
     def z(self) -> np.ndarray:

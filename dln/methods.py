@@ -16,6 +16,10 @@ time).  Everything is built on two primitives: the gradient ratio p = ∇_w L / 
 point, and the same ratio at the ascent point w + ε∇L (closed form, docs/theory.md §7.3), or its
 per-example version at w + ε∇ℓ_i (docs/theory.md §7.5).  Per-run hyper-parameters are arrays of
 shape (B,).
+
+The methods themselves (rates, gain coefficient, Jacobian model, reduced-state constants) are the
+specs of :mod:`dln.registry`, side by side; :class:`Direction` holds the primitives and dispatches
+through its method's spec.
 """
 from __future__ import annotations
 
@@ -25,24 +29,16 @@ import numpy as np
 
 from .errors import DLNError, check_choice, check_int, check_real, fail
 from .model import State, powers
+from .params import METHOD_RULES as _RULES
 from .problem import Problem
+from .registry import METHODS_REGISTRY, VARIANTS, MethodSpec
 
-METHODS = ("gf", "gr", "fgr", "bgr", "cgr", "usam", "sam", "flood")
-VARIANTS = ("full", "per-sample")
+#: The methods, in registry order (dln.registry: one spec per method).
+METHODS = tuple(METHODS_REGISTRY)
 #: Hyper-parameters each method uses (names are the CLI flags and CSV columns, docs/design.md §5).
-PARAMS = {
-    "gf": (),
-    "gr": ("gamma",),
-    "fgr": ("gamma", "eps"),
-    "bgr": ("gamma", "eps"),
-    "cgr": ("gamma", "eps"),
-    "usam": ("rho",),
-    "sam": ("rho",),
-    "flood": ("flood_level",),
-}
+PARAMS = {name: spec.params for name, spec in METHODS_REGISTRY.items()}
 #: Methods whose penalty has a per-example form (``--variant per-sample``); gf and flood take 'full' only.
-VARIANT_METHODS = ("gr", "fgr", "bgr", "cgr", "usam", "sam")
-_RULES = {"gamma": ("ge", 0.0), "eps": ("gt", 0.0), "rho": ("gt", 0.0), "flood_level": ("ge", 0.0)}
+VARIANT_METHODS = tuple(name for name, spec in METHODS_REGISTRY.items() if spec.per_example)
 
 
 @dataclass
@@ -181,17 +177,17 @@ class Direction:
         self.data = Data(problem.X, problem.y)
         size = max([1] + [p.shape[0] for p in self.params.values()])
         self.batch = size
-        coef = {"gr": "gamma", "fgr": "gamma", "bgr": "gamma", "cgr": "gamma", "usam": "rho", "sam": "rho"}
-        name = coef.get(method)
+        #: The method's :class:`~dln.registry.MethodSpec`: its rates, gain coefficient and Jacobian model.
+        self.spec: MethodSpec = METHODS_REGISTRY[method]
         #: ln c(t) = ln c(0) − gain_coef·∫gain (docs/theory.md §7.2–§8); 0 where c is conserved (GF).
-        self.gain_coef = 8.0 * self.params[name] if name else np.zeros((1, 1))
+        self.gain_coef = self.spec.gain_coef(self.params)
 
     def __repr__(self):
         shown = {k: (v.ravel()[0] if v.size == 1 else f"array({v.shape[0]})") for k, v in self.params.items()}
         return f"Direction({self.method!r}, variant={self.variant!r}, D={self.D}, {shown})"
 
     # -- the primitives ------------------------------------------------------------------------
-    def _point(self, state: State, data: Data) -> dict:
+    def point(self, state: State, data: Data) -> dict:
         """β = u^D − v^D, r = Xβ − y, g = Xᵀr/n, the gradient factors k_u, k_v, and L(β)."""
         D = self.D
         uD, vD = powers(state.a, state.b, state.su, state.sv, D)
@@ -208,19 +204,19 @@ class Direction:
         return dict(uD=uD, vD=vD, beta=beta, r=r, g=g, ku=ku, kv=kv, loss=loss)
 
     @staticmethod
-    def _m(pt: dict) -> np.ndarray:
+    def m(pt: dict) -> np.ndarray:
         """m = u² + v² at D = 2 (docs/theory.md §1), computed once per point."""
         if "m" not in pt:
             pt["m"] = pt["uD"] + pt["vD"]
         return pt["m"]
 
-    def _kappa(self, pt: dict, data: Data) -> np.ndarray:
+    def kappa(self, pt: dict, data: Data) -> np.ndarray:
         """κ_i = Σ_j x_ij² m_j with m = u² + v² (docs/theory.md §7.5), computed once per point."""
         if "kappa" not in pt:
-            pt["kappa"] = data.fwd_with(data.X2, self._m(pt))
+            pt["kappa"] = data.fwd_with(data.X2, self.m(pt))
         return pt["kappa"]
 
-    def _ascent(self, pt: dict, eps: np.ndarray, data: Data):
+    def ascent(self, pt: dict, eps: np.ndarray, data: Data):
         """Effective g at the ascent point w̃ = w + ε∇L(w) (docs/theory.md §7.3).
 
         ũ = u⊙f_u, ṽ = v⊙f_v with f = 1 + ε k g (at D = 2: 1 ± 2εg), β̃ = u^D f_u^D − v^D f_v^D,
@@ -234,7 +230,7 @@ class Direction:
         g_t = data.back(data.residual(beta_t))
         return _pow(fu, D - 1) * g_t, _pow(fv, D - 1) * g_t, g_t
 
-    def _ascent_ps(self, pt: dict, eps, data: Data):
+    def ascent_per_sample(self, pt: dict, eps, data: Data):
         """The same for the mean over examples of ∇_w ℓ_i(w + ε_i∇ℓ_i(w)) (docs/theory.md §7.5, §8).
 
         r̃_i = r_i(1 + 4ε_iκ_i) + 4ε_i² r_i² ⟨x_i^3, β⟩ and ∇_u ℓ_i(w̃_i)/u = 2(1 + 2ε_i r_i x_i)⊙x_i r̃_i,
@@ -244,12 +240,12 @@ class Direction:
         r = pt["r"]
         if "cube" not in pt:
             pt["cube"] = data.fwd_with(data.X3, pt["beta"])
-        r_t = r * (1.0 + 4.0 * eps * self._kappa(pt, data)) + 4.0 * eps * eps * r * r * pt["cube"]
+        r_t = r * (1.0 + 4.0 * eps * self.kappa(pt, data)) + 4.0 * eps * eps * r * r * pt["cube"]
         lin = data.back(r_t)
         quad = data.back(2.0 * eps * r * r_t, data.X2)
         return lin + quad, lin - quad, r * r_t
 
-    def _grad_norm(self, state: State, pt: dict) -> np.ndarray:
+    def grad_norm(self, state: State, pt: dict) -> np.ndarray:
         """‖∇_w L‖ = sqrt(Σ (u²k_u² + v²k_v²) g²) per run, shape (B, 1)."""
         u2, v2 = (pt["uD"], pt["vD"]) if self.D == 2 else (np.exp(2 * state.a), np.exp(2 * state.b))
         w2 = u2 * pt["ku"] ** 2 + v2 * pt["kv"] ** 2
@@ -276,80 +272,10 @@ class Direction:
         return out
 
     def _rates(self, state: State, P: dict, data: Data, out: Rates) -> None:
-        """The method's rates for one block of runs, written into ``out``."""
-        pt = self._point(state, data)
-        g, ku, kv = pt["g"], pt["ku"], pt["kv"]
-        m, full = self.method, self.variant == "full"
+        """The method's rates for one block of runs, written into ``out`` (the spec's ``rates``)."""
+        pt = self.point(state, data)
         out.loss[:] = pt["loss"]
-        if m == "flood":  # ẇ = −sign(L − b)∇L (docs/theory.md §7.9)
-            s = np.sign(pt["loss"] - P["flood_level"].ravel())[:, None]
-            np.multiply(-s * ku, g, out=out.da)
-            np.multiply(-s * kv, g, out=out.db)
-            out.gain[:] = 0.0
-            return
-        if m == "gf":  # q = g
-            np.multiply(-ku, g, out=out.da)
-            np.multiply(-kv, g, out=out.db)
-            if full:
-                np.multiply(g, g, out=out.gain)
-            else:
-                data.back(pt["r"] ** 2, data.X2, out=out.gain)
-            return
-        if m == "gr":
-            # ẇ = −(∇L + γH∇L) (docs/theory.md §7.1, §7.2, §7.7):  q_u = Q + γ(D−1)k_u⊙s,  q_v = Q + γ(D−1)k_v⊙s,
-            #   full:        Q = g + γD² M(m_D⊙g) = Xᵀ(r + γD² X(m_D⊙g))/n,  m_D = u^{2D−2} + v^{2D−2},  s = g²
-            #   per-sample:  Q = g + γD² Xᵀ(r⊙κ)/n = Xᵀ(r⊙(1 + γD²κ))/n,  s = (1/n)Σ_i x_i² r_i²  (§7.5)
-            # (at D = 2: (H∇L)_u = 4u⊙g² + 8u⊙M(m⊙g)); the gain integrand is s.
-            gamma, D, r = P["gamma"], self.D, pt["r"]
-            if full:
-                mD = self._m(pt) if D == 2 else sum(powers(state.a, state.b, state.su, state.sv, 2 * D - 2))
-                Q = data.back(r + gamma * D * D * data.fwd(mD * g))
-                s = np.multiply(g, g, out=out.gain)
-            else:
-                Q = data.back(r * (1.0 + gamma * D * D * self._kappa(pt, data)))
-                s = data.back(r * r, data.X2, out=out.gain)
-            np.multiply(-ku, Q + gamma * (D - 1) * ku * s, out=out.da)
-            np.multiply(-kv, Q + gamma * (D - 1) * kv * s, out=out.db)
-            return
-        ascent = self._ascent if full else self._ascent_ps
-        if m in ("fgr", "bgr"):
-            # G_ε = (1 − γ/ε)∇L(w) + (γ/ε)∇L(w + ε∇L)  (docs/theory.md §7.3, signed ε: −ε for B-GR)
-            gamma = P["gamma"]
-            eps = P["eps"] if m == "fgr" else -P["eps"]
-            k = gamma / eps
-            qu, qv, aux = ascent(pt, eps, data)
-            g0 = (1.0 - k) * g
-            np.multiply(-ku, g0 + k * qu, out=out.da)
-            np.multiply(-kv, g0 + k * qv, out=out.db)
-        elif m == "cgr":
-            # G = ∇L + (γ/2ε)[∇L(w + ε∇L) − ∇L(w − ε∇L)]
-            gamma, eps = P["gamma"], P["eps"]
-            k = 0.5 * gamma / eps
-            qu_p, qv_p, aux_p = ascent(pt, eps, data)
-            qu_m, qv_m, aux_m = ascent(pt, -eps, data)
-            np.multiply(-ku, g + k * (qu_p - qu_m), out=out.da)
-            np.multiply(-kv, g + k * (qv_p - qv_m), out=out.db)
-            aux = 0.5 * (aux_p + aux_m)
-        else:
-            # usam / sam: ẇ = −∇L(w + ε∇L), ε = ρ (usam) or ρ/‖∇L‖ (sam): F-GR with γ = ε (§8).
-            rho = P["rho"]
-            if m == "usam":
-                eps = rho
-            elif full:
-                norm = self._grad_norm(state, pt)
-                eps = np.divide(rho, norm, out=np.zeros_like(norm), where=norm > 0)
-            else:  # ‖∇_w ℓ_i‖ = 2|r_i|sqrt(κ_i)  (docs/theory.md §7.5)
-                norm = 2.0 * np.abs(pt["r"]) * np.sqrt(self._kappa(pt, data))
-                eps = np.divide(np.broadcast_to(rho, norm.shape), norm, out=np.zeros_like(norm), where=norm > 0)
-            qu, qv, aux = ascent(pt, eps, data)
-            np.multiply(-ku, qu, out=out.da)
-            np.multiply(-kv, qv, out=out.db)
-            aux = aux * (eps / rho)  # the gain is measured in units of ρ (gain_coef = 8ρ)
-        # gain integrand: g⊙g̃ (full), (1/n)Σ_i x_i² r_i r̃_i (per-sample), with aux = g̃ or r⊙r̃
-        if full:
-            np.multiply(g, aux, out=out.gain)
-        else:
-            data.back(aux, data.X2, out=out.gain)
+        self.spec.rates(self, state, pt, P, data, out, self.variant == "full")
 
     # -- Jacobian model for the implicit integrator ----------------------------------------------
     def linearization(self, state: State, rows=None) -> Linearization:
@@ -364,19 +290,11 @@ class Direction:
             lu, lv = D * lu, D * lv
         uD, vD = powers(state.a, state.b, state.su, state.sv, D)
         ru, rv = D * uD, D * vD
-        scale = np.ones(B)
+        scale, weight = self.spec.jacobian(self, state, P, B)
+        scale = np.ones(B) if scale is None else scale
         gamma_k = np.zeros(B)
         ck = None
-        m = self.method
-        if m == "flood":
-            pt = self._point(state, self.data)
-            scale = np.sign(pt["loss"] - P["flood_level"].ravel())
-        elif m != "gf":
-            weight = np.broadcast_to((P["gamma"] if "gamma" in P else P["rho"]).ravel(), (B,))
-            if m == "sam":
-                pt = self._point(state, self.data)
-                norm = self._grad_norm(state, pt).ravel()
-                weight = np.divide(weight, norm, out=np.zeros_like(norm), where=norm > 0)
+        if weight is not None:  # the penalty's O(γ) part: γ_k·K (full), diag(4γ_kκ) per example (§7.5)
             if self.variant == "full":
                 gamma_k = weight.copy()
             else:
@@ -487,16 +405,17 @@ def make(method: str, problem: Problem, *, variant: str = "full", D: int = 2, **
     check_choice("method", method, METHODS)
     check_choice("variant", variant, VARIANTS, method)
     D = check_int("D", D, method, ge=2)
+    spec = METHODS_REGISTRY[method]
     given = {k for k, v in params.items() if v is not None}
-    extra = given - set(PARAMS[method])
+    extra = given - set(spec.params)
     if extra:
         name = sorted(extra)[0]
         raise fail(name, method, f"left unset (it does not apply to {method}; {method} uses "
                    f"{', '.join(PARAMS[method]) or 'no hyper-parameter'})", params[name])
     if variant == "per-sample" and D != 2:
         raise fail("variant", method, "'full' for depth D >= 3 (the per-example closed form is for D = 2)", variant)
-    if method == "flood" and variant != "full":
-        raise fail("variant", method, "'full' (flooding acts on the full-batch loss)", variant)
+    if variant not in spec.variants:
+        raise fail("variant", method, f"'full' ({spec.variant_note})", variant)
     return Direction(problem, method, variant, D, _params(method, method, **params))
 
 

@@ -28,12 +28,12 @@ import textwrap
 import numpy as np
 
 from .errors import DLNError, fail
+from .params import TABLE
 from .sweep_io import COLUMNS, HEADER, INT_COLUMNS, STR_COLUMNS, parse_line, read_results
 
 W = "plot"
 #: Parameters a sweep can vary along a numeric axis (results.csv columns named like the flags).
-NUMERIC_PARAMS = ("alpha", "gamma", "eps", "rho", "flood_level", "lr", "batch_size", "label_noise",
-                  "n", "d", "k", "noise")
+NUMERIC_PARAMS = tuple(p.name for p in TABLE if p.axis and p.kind is not str and p.name != "seed")
 #: Categorical parameters: they only split lines / panels.
 CATEGORICAL_PARAMS = ("time", "design", "data")
 #: results.csv columns that can be plotted as a metric.
@@ -44,7 +44,7 @@ ALPHA_EFF_MODES = ("coords", "range")
 #: At most this many runs (columns) in one trajectory figure.
 MAX_RUNS = 6
 SYMBOL = {"alpha": "α", "gamma": "γ", "eps": "ε", "rho": "ρ", "flood_level": "b", "lr": "η", "batch_size": "B",
-          "label_noise": "δ", "noise": "σ"}
+          "label_noise": "δ", "momentum": "μ", "noise": "σ"}
 
 
 def _notify(text: str):
@@ -445,8 +445,8 @@ def _run_label(meta: dict) -> str:
     variant = None if method in ("gf", "flood") else meta.get("variant")
     text = _method_text(method, variant, meta.get("time"), meta.get("batch_size"))
     hp = [f"{SYMBOL.get(k, k)}={_g(meta[k])}" for k in ("alpha", "gamma", "eps", "rho", "flood_level", "lr",
-                                                          "label_noise") if meta.get(k) is not None]
-    hp = [h for h in hp if h != "δ=0"]  # GD records label_noise = 0
+                                                          "label_noise", "momentum") if meta.get(k) is not None]
+    hp = [h for h in hp if h not in ("δ=0", "μ=0")]  # GD records label_noise = 0 and momentum = 0
     return text + ("\n" + ", ".join(hp) if hp else "")
 
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from .model import State
+from .registry import METHODS_REGISTRY
 from .stopping import loss_floor
 
 #: a refresh builds X diag(w) Xᵀ for all runs at once from the d×n² products x_j x_jᵀ when they fit
@@ -80,35 +81,15 @@ class Coefficients:
 
 
 def coefficients(method: str, variant: str, params: dict, size: int) -> Coefficients:
-    """The constants of ``size`` runs of one method (params: name → array broadcastable to (size, 1))."""
+    """The constants of ``size`` runs of one method (params: name → array broadcastable to (size, 1)):
+    ``coef`` is the method's gain coefficient, the others are set by its spec's ``reduced``
+    (:mod:`dln.registry`)."""
+    spec = METHODS_REGISTRY[method]
     co = Coefficients(size)
     P = {k: np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1, 1), (size, 1)) for k, v in params.items()}
-    full = variant == "full"
-    if method in ("usam", "sam"):
-        gamma = eps = P["rho"]
-        co.rho[:] = P["rho"]
-    elif method in ("gr", "fgr", "bgr", "cgr"):
-        gamma = P["gamma"]
-        eps = {"gr": 0.0, "fgr": P.get("eps"), "bgr": None if "eps" not in P else -P["eps"], "cgr": P.get("eps")}[method]
-    else:
-        gamma = eps = 0.0
-    if method == "flood":
-        co.flood[:] = True
-        co.level[:] = P["flood_level"]
-        return co
-    if method == "sam":
-        co.sam[:] = True  # γ = ε is state dependent: set at every evaluation
-        co.coef[:] = 8.0 * gamma
-        co.gmod[:] = gamma if not full else 0.0
-        return co
-    central = method == "cgr"  # central differences: the odd powers of ε cancel
     with np.errstate(over="ignore"):  # a huge γ or ρ gives infinite rates: the run diverges
-        co.coef[:] = 8.0 * gamma
-        co.g4[:] = 4.0 * gamma
-        co.gmod[:] = gamma
-        co.c1[:] = 0.0 if central else 4.0 * gamma * eps
-        co.c2[:] = 0.0 if central else 4.0 * eps
-        co.c3[:] = 4.0 * eps * eps
+        co.coef[:] = spec.gain_coef(P)
+    spec.reduced(co, P, variant == "full")
     return co
 
 

@@ -13,12 +13,12 @@ import numpy as np
 from . import memory
 from . import methods as _methods
 from .discrete import Recording, iterate
-from .errors import check_choice, check_real, fail
+from .discrete import HeavyBall
+from .errors import check_choice, fail
 from .integrate import DEFAULT_RTOL, Result, flow
 from .model import initial_state
+from .params import HYPER, KEY_COLUMNS, TIMES, check as check_param, check_times, default
 from .problem import Problem
-
-TIMES = ("flow", "discrete")
 #: threshold on |β_i| / max|β| for support recovery (precision / recall columns)
 SUPPORT_THRESHOLD = 1e-3
 #: a converged run interpolates (and is compared with the closed-form limit) when L ≤ this·L(0)
@@ -28,8 +28,7 @@ INTERPOLATES = 1e-12
 MAX_STEPS = {"flow": 20_000, "discrete": 1_000_000}
 #: the data and run keys of a record, named like the flags and the results.csv columns
 #: (docs/design.md §5); ``run`` and ``run_id`` are sweep-only
-RUN_KEYS = ("method", "variant", "time", "alpha", "gamma", "eps", "rho", "flood_level", "lr", "batch_size",
-            "label_noise", "data", "n", "d", "k", "noise", "design", "seed")
+RUN_KEYS = KEY_COLUMNS
 
 
 def mirror_argmin(*args, **kwargs):
@@ -40,9 +39,10 @@ def mirror_argmin(*args, **kwargs):
     return solve(*args, **kwargs)
 
 
-def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", alpha=0.1,
-              gamma=None, eps=None, rho=None, flood_level=None, time: str = "flow", lr=None,
-              batch_size=None, label_noise=None, D: int = 2, u0=None, v0=None, seed=0, seeds=None,
+def run_batch(problem: Problem, method: str = default("method"), *, variant: str = default("variant"),
+              alpha=default("alpha"), gamma=None, eps=None, rho=None, flood_level=None,
+              time: str = default("time"), lr=None,
+              batch_size=None, label_noise=None, momentum=None, D: int = 2, u0=None, v0=None, seed=0, seeds=None,
               sample_indices=None, rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24,
               max_steps: int | None = None, record: bool = False, progress=None,
               flood_cycle_stop: bool = True, state_form: str = "auto") -> Result:
@@ -50,13 +50,17 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
 
     Shapes (never guessed from the sizes, so that B = n, B = d or n = d change nothing):
 
-    - per-run hyper-parameters ``alpha``, ``gamma``, ``eps``, ``rho``, ``flood_level``, ``lr``: a
+    - per-run hyper-parameters ``alpha``, ``gamma``, ``eps``, ``rho``, ``flood_level``, ``lr``,
+      ``momentum``: a
       scalar (every run) or a vector of shape (B,), one value per run; vectors must agree on B;
     - per-coordinate initial weights ``u0``, ``v0`` (used instead of ``alpha``): shape (d,) or
       (B, d) (:func:`dln.model.initial_state`);
     - ``seeds``: one seed per run (SGD, label noise; default: ``SeedSequence(seed).spawn(B)``);
     - ``sample_indices``: the rows of every step's mini-batch, (K, batch_size) for all runs or
       (B, K, batch_size) (:func:`dln.integrate.iterate`).
+
+    ``momentum`` μ ∈ [0, 1) (discrete time) steps by heavy ball on (u, v), as
+    ``torch.optim.SGD(momentum=μ)`` (:class:`dln.discrete.HeavyBall`); None or 0 is GD.
 
     ``flood_cycle_stop=False`` lets discrete flooding run on in its 2-cycle around the level
     (:func:`dln.integrate.iterate`).  ``state_form`` is passed to :func:`dln.integrate.flow`.
@@ -72,13 +76,16 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     """
     where = "simulate"
     check_choice("time", time, TIMES, where)
+    check_times(time, dict(lr=lr, batch_size=batch_size, label_noise=label_noise, momentum=momentum), where)
     if time == "flow":
-        for name, val in (("lr", lr), ("batch_size", batch_size), ("label_noise", label_noise),
-                          ("seeds", seeds), ("sample_indices", sample_indices)):
+        for name, val in (("seeds", seeds), ("sample_indices", sample_indices)):
             if val is not None:
                 raise fail(name, where, "left unset with time='flow' (it applies to discrete time)", val)
+        momentum = None
     elif lr is None:
         raise fail("lr", where, "given with time='discrete'", None)
+    if momentum is not None:
+        momentum = check_param("momentum", momentum, where)
     direction = _methods.make(method, problem, variant=variant, D=D, gamma=gamma, eps=eps, rho=rho,
                               flood_level=flood_level)
     if variant != "full" and method not in _methods.VARIANT_METHODS:
@@ -86,13 +93,14 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
                    f"applies to {', '.join(_methods.VARIANT_METHODS)})", variant)
     use_alpha = alpha is not None and u0 is None
     sizes = {direction.batch}
-    for name, val in (("alpha", alpha if use_alpha else None), ("lr", lr)):
+    for name, val in (("alpha", alpha if use_alpha else None), ("lr", lr), ("momentum", momentum)):
         if val is None:
             continue
         if name == "alpha":
-            val = check_real(name, val, method, gt=0.0)  # lr: checked by iterate
+            val = check_param(name, val, method)  # lr: checked by iterate
         if np.ndim(val) > 1:
-            raise fail(name, method if name == "alpha" else "iterate", "a scalar or a vector with one value per run "
+            raise fail(name, where if name == "momentum" else method if name == "alpha" else "iterate",
+                       "a scalar or a vector with one value per run "
                        "(shape (B,))" + ("; a per-coordinate alpha is u0 = v0 = alpha" if name == "alpha" else ""),
                        f"shape {np.shape(val)}")
         sizes.add(np.size(val) if np.ndim(val) == 1 else 1)
@@ -104,7 +112,7 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
                    f"lengths {sorted(sizes)}")
     B = sizes.pop() if sizes else 1
     if use_alpha:
-        alpha = check_real("alpha", alpha, method, gt=0.0)
+        alpha = check_param("alpha", alpha, method)
         alpha = float(np.ravel(alpha)[0]) if np.size(alpha) == 1 else alpha
         state = initial_state(problem.d, B, alpha=alpha, where=method)  # a vector is per run
     else:
@@ -115,7 +123,8 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
         result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=bool(record),
                       progress=progress, state_form=state_form)
     else:
-        result = iterate(direction, state, lr, batch_size=batch_size,
+        heavy = momentum is not None and np.any(momentum != 0.0)  # μ = 0 is GD (bit for bit)
+        result = iterate(direction, state, lr, batch_size=batch_size, rule=HeavyBall(momentum) if heavy else None,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed, seeds=seeds,
                          sample_indices=sample_indices, loss_tol=loss_tol, max_steps=cap,
                          **_recording(record), progress=progress, flood_cycle_stop=flood_cycle_stop)
@@ -124,6 +133,8 @@ def run_batch(problem: Problem, method: str = "gf", *, variant: str = "full", al
     result.info["seed"] = seed
     if time == "discrete":
         result.info["label_noise"] = label_noise  # None when not given, as in results.csv
+        mu = default("momentum") if momentum is None else momentum
+        result.info["momentum"] = np.broadcast_to(np.asarray(mu, dtype=np.float64), (B,)).copy()
     return result
 
 
@@ -138,11 +149,11 @@ def _recording(record) -> dict:
 def predict_run(result: Result, i: int):
     """The closed-form limit for run i: argmin φ_c − ⟨z0 − 2Φ, β⟩ over Xβ = y with the run's
     measured c = |u⊙v| (docs/theory.md §4 lemma; Φ = 0 in continuous time), or None where no exact
-    prediction applies (depth D ≥ 3, runs that did not converge, converged runs that do not
+    prediction applies (depth D ≥ 3, heavy-ball momentum μ > 0, runs that did not converge, converged runs that do not
     interpolate: L > INTERPOLATES·L(0), e.g. flooding at its level, or a regularized run whose u⊙v
     collapsed to a stationary point with a loss > 0, and y outside range(X): no β interpolates, the
     run converges to a least-squares point and the prediction does not exist)."""
-    if result.direction.D != 2 or result.status[i] != "converged":
+    if result.direction.D != 2 or result.status[i] != "converged" or heavy_ball(result, i):
         return None
     P = result.direction.problem
     a0 = 0.5 * (result.log_c0[i] + result.z0[i])
@@ -155,13 +166,22 @@ def predict_run(result: Result, i: int):
     return None if pred.status == "infeasible" else pred
 
 
+def heavy_ball(result: Result, i: int) -> bool:
+    """Whether run i stepped with momentum μ > 0: its limit has no closed form in this project yet
+    (docs/theory.md, heavy-ball momentum), so its prediction is reported as unavailable."""
+    mu = result.info.get("momentum")
+    return mu is not None and bool(mu[i] != 0.0)
+
+
 def mirror_tilt(result: Result, i: int) -> np.ndarray:
     """The linear term z0 − 2Φ of run i's exact characterisation β∞ = argmin_{Xβ=y} φ_c(β) − ⟨z0 − 2Φ, β⟩
     (docs/theory.md §3.1 offset, §5.1 discrete tilt Φ; zero for a flow from u0 = v0)."""
     return result.z0[i] - 2.0 * result.tilt[i]
 
 
-def _rel(x, ref):
+def rel_error(x, ref) -> float:
+    """‖x − ref‖/‖ref‖ (2-norms), the absolute error ‖x‖ where ref = 0: the relative error of every
+    record (``prediction_rel_error``, ``prediction_theory_rel_error``) and of ``dln check``."""
     den = np.linalg.norm(ref)
     return float(np.linalg.norm(x - ref) / (den if den > 0 else 1.0))
 
@@ -204,12 +224,14 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
         rec = dict(method=direction.method, variant=direction.variant, time="flow" if lr is None else "discrete")
         alpha = result.info.get("alpha")
         rec["alpha"] = None if alpha is None or not np.isfinite(alpha[i]) else float(alpha[i])
-        for name in ("gamma", "eps", "rho", "flood_level"):
+        for name in HYPER:
             p = direction.params.get(name)
             rec[name] = None if p is None else float(p[i if p.shape[0] > 1 else 0, 0])
         rec["lr"] = None if lr is None else float(lr[i])
         rec["batch_size"] = result.info.get("batch_size")
         rec["label_noise"] = result.info.get("label_noise")
+        mu = result.info.get("momentum")
+        rec["momentum"] = None if mu is None else float(mu[i])
         rec.update(_data_keys(P, result.info.get("seed")))
         rec["status"] = str(result.status[i])
         rec["train_loss"] = float(result.loss[i])
@@ -240,7 +262,7 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
         rec["kkt_residual"] = None
         rec["_prediction"] = pred
         if pred is not None:
-            rec["prediction_rel_error"] = _rel(beta, pred.beta)
+            rec["prediction_rel_error"] = rel_error(beta, pred.beta)
             rec["kkt_residual"] = float(pred.kkt_residual)
             if result.info.get("lr") is None:  # flow: c from the integrated gain, not from u⊙v
                 if result.info.get("state_form") == "reduced":
@@ -249,7 +271,7 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
                 else:
                     theory = mirror_argmin(P.X, P.y, log_c=result.log_c_theory[i],
                                            z0=result.z0[i] if np.any(result.z0[i]) else None)
-                    rec["prediction_theory_rel_error"] = _rel(beta, theory.beta)
+                    rec["prediction_theory_rel_error"] = rel_error(beta, theory.beta)
         rec["steps"] = int(result.steps[i])
         rec["n_evals"] = int(result.n_evals[i])
         rec["t"] = float(result.t[i])

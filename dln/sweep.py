@@ -27,7 +27,6 @@ SLURM job array (one shard per array task, then one merge)::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -37,18 +36,17 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from . import memory
 from .errors import DLNError, fail
-from .grid import DISCRETE_CHUNK, FLOW_MEMORY, GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize, _parse_shard
+from .grid import GEOM_KEYS, KEY_COLUMNS, LIST_KEYS, W, Plan, build_plan, _integer, load_grid, _normalize, _parse_shard
 from .lock import acquire, holder
 from .problem import default_n_test
 from .sweep_io import (
     COLUMNS, METRIC_COLUMNS, _Appender, _atomic_write, _config, format_row, _now, parse_line, plan_identity,
     _prepare_out, _read_config, read_results, remove_temporary_files, row_identity, _versions, _write_sorted,
 )
-from .workers import (_OBJECTS, _cost, _default_workers, _limit_threads_here, _mp_context, _process_id, run_task,
+from .workers import (_OBJECTS, _cost, _default_workers, limit_threads, _mp_context, _process_id, run_task,
                       _worker_init)
 
-__all__ = ["sweep", "merge", "build_plan", "read_results", "COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS",
-           "add_sweep_parser", "add_merge_parser"]
+__all__ = ["sweep", "merge", "build_plan", "read_results", "COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS"]
 
 
 def _progress(total, initial, quiet):
@@ -220,6 +218,7 @@ def _open_folder(plan: Plan, out, *, resume, save_trajectories, command, workers
         cfg = _config(plan, command, workers)
     else:
         cfg["resumes"].append(dict(command=command, time=_now(), workers=workers))
+        cfg["columns"] = list(COLUMNS)  # results.csv is rewritten below with this version's columns
     _atomic_write(cfg_path, json.dumps(cfg, indent=2, default=str) + "\n")
     _write_sorted(path, lines)
     if save_trajectories:
@@ -281,7 +280,7 @@ def _execute_locked(plan: Plan, *, out, workers, resume, save_trajectories, quie
         if workers == 1:
             _OBJECTS.update(plan.objects)
             progress.start()
-            limits = _limit_threads_here()
+            limits = limit_threads()
             try:
                 for task in tasks:
                     try:
@@ -461,6 +460,7 @@ def merge(dirs, out, *, partial: bool = False, quiet: bool = True, command=None)
             raise fail("out", where, "a new or empty folder", f"{out} (it holds a sweep)")
         cfg = dict(base)
         cfg.update(command=command, created=_now(), shard=None, shard_runs=n_runs, merged_from=dirs, resumes=[],
+                   columns=list(COLUMNS),
                    versions=_versions())
         # config.json first, as a sweep does: a kill between the two leaves config.json alone, which
         # merging again (or --resume) completes
@@ -489,53 +489,6 @@ def _rebuild_plan(cfg) -> Plan | None:
     except (DLNError, KeyError, TypeError, ValueError, RecursionError):
         return None
     return plan if plan.fingerprint == cfg["fingerprint"] else None
-
-
-RECIPE = """\
-SLURM job array (one shard per array task; --resume lets a requeued task continue):
-  sbatch --array=1-8 --cpus-per-task=4 --wrap 'dln sweep GRID-FLAGS --workers 4 --quiet --resume \\
-      --shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" --out runs/shard-$SLURM_ARRAY_TASK_ID'
-  sbatch --dependency=afterok:JOBID --wrap 'dln merge runs/shard-* --out runs/all'
-"""
-
-
-def add_sweep_parser(sub):
-    """Register ``dln sweep`` (docs/design.md §5)."""
-    from .cli import OPTIONAL, add_data_arguments, add_method_arguments
-
-    p = sub.add_parser("sweep", help=OPTIONAL["sweep"][1],
-                       description="Run the product of the given values (and --seeds K datasets per cell) in batches "
-                                   "over --workers processes; results.csv gets one row per run as batches finish.",
-                       epilog=RECIPE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(p, multi=True)
-    add_method_arguments(p, multi=True)
-    p.set_defaults(D=None, rtol=None)  # None = not given (the grid file may give them)
-    g = p.add_argument_group("grid")
-    g.add_argument("--seeds", metavar="K", default=None, help="K datasets per cell: seeds 0..K-1 (default 1)")
-    g.add_argument("--seed", metavar="S", nargs="+", default=None, help="explicit data seeds (instead of --seeds)")
-    g.add_argument("--grid", metavar="FILE.json", default=None,
-                   help="the grid as JSON: an object mapping flags to values (or a list of objects: union)")
-    for name in GEOM_KEYS:
-        g.add_argument(f"--{name.replace('_', '-')}-geom", dest=f"{name}_geom", nargs=3,
-                       metavar=("START", "STOP", "NUM"),
-                       default=None, help=f"NUM values of {name} from START to STOP, geometrically spaced")
-    g.add_argument("--root-seed", dest="root_seed", metavar="INT", default=None,
-                   help="entropy of the root SeedSequence (default 0)")
-    g.add_argument("--chunk-size", dest="chunk_size", metavar="B", default=None,
-                   help=f"at most B runs per batch (default: the continuous-time runs of one dataset in one "
-                        f"batch, split only to stay within {FLOW_MEMORY // 2**20} MiB; discrete-time runs in "
-                        f"batches of at most {DISCRETE_CHUNK})")
-    r = p.add_argument_group("execution")
-    r.add_argument("--out", metavar="DIR", required=True, help="output folder (results.csv, config.json)")
-    r.add_argument("--workers", metavar="N", default=None, help="processes (default: the machine's cores)")
-    r.add_argument("--shard", metavar="I/N", default=None, help="run the I-th of N deterministic parts of the grid")
-    r.add_argument("--resume", action="store_true", help="complete the sweep in --out, skipping finished runs")
-    r.add_argument("--save-trajectories", dest="save_trajectories", action="store_true",
-                   help="write trajectories/chunk-XXXXX.npz per batch")
-    r.add_argument("--quiet", action="store_true",
-                   help="no progress (a bar on a terminal, else a status line on stderr every 10 s), no summary")
-    p.set_defaults(func=cmd_sweep)
-    return p
 
 
 def _command(args, name: str) -> str:
@@ -587,21 +540,6 @@ def cmd_sweep(args) -> int:
         print(f"dln: error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def add_merge_parser(sub):
-    """Register ``dln merge DIR... --out DIR``."""
-    from .cli import OPTIONAL
-
-    p = sub.add_parser("merge", help=OPTIONAL["merge"][1],
-                       description="Join the folders of `dln sweep --shard I/N` into the results.csv an unsharded "
-                                   "sweep writes.", epilog=RECIPE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="shard folders")
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
-    p.add_argument("--partial", action="store_true", help="write what there is even if runs are missing")
-    p.add_argument("--quiet", action="store_true", help="no summary line")
-    p.set_defaults(func=cmd_merge)
-    return p
 
 
 def cmd_merge(args) -> int:

@@ -10,8 +10,8 @@ Columns of ``results.csv`` (floats written with ``repr``: shortest round-trip; e
 column does not apply, which pandas reads as NaN):
 
 - ``run`` (index in grid order), ``run_id`` (stable hash of the run);
-- the flags: ``method variant time alpha gamma eps rho flood_level lr batch_size label_noise data
-  n d k noise design seed``;
+- the flags: ``method variant time alpha gamma eps rho flood_level lr batch_size label_noise momentum
+  data n d k noise design seed`` (the key columns of the parameter table, ``dln.params``);
 - ``status`` (converged, diverged, max_steps), ``train_loss``, ``test_error`` (‖β − β*‖² when β*
   is known, else the test MSE), ``test_mse``, ``l1_norm``;
 - support recovery ``precision``, ``recall`` of {i : |β_i| > 1e-3·max|β|} against supp(β*);
@@ -38,6 +38,7 @@ import numpy as np
 
 from .errors import DLNError, fail
 from .grid import FORMAT, KEY_COLUMNS, MAX_RUNS, W, Plan, _parse_shard, _problem_sha, _unique_keys
+from .params import P as _PARAMS, legacy_value
 from .problem import Problem
 
 #: Per-run results (``dln.simulate.records``).
@@ -50,6 +51,10 @@ COLUMNS = ("run", "run_id") + KEY_COLUMNS + METRIC_COLUMNS + ("wall_time",)
 INT_COLUMNS = frozenset({"run", "batch_size", "n", "d", "k", "seed", "steps", "n_evals"})
 STR_COLUMNS = frozenset({"run_id", "method", "variant", "time", "data", "design", "status"})
 HEADER = ",".join(COLUMNS) + "\n"
+#: The columns of results.csv before the parameters added since (``Param.since`` > 1): a folder
+#: written then is read with those columns at their defaults (:func:`_upgrade`) and rewritten.
+LEGACY_COLUMNS = tuple(c for c in COLUMNS if c not in _PARAMS or _PARAMS[c].since == 1)
+LEGACY_HEADER = ",".join(LEGACY_COLUMNS) + "\n"
 SUPPORT_RULE = "support = {i : |beta_i| > 1e-3 * max_j |beta_j|} (dln.simulate.SUPPORT_THRESHOLD)"
 
 
@@ -158,7 +163,8 @@ def read_results(path, identity=None, *, name: str = "out", where: str = W) -> _
     parts = parts[:-1]
     if not parts:
         return _Existing({}, torn=torn)  # nothing, or a torn header
-    if parts[0] + b"\n" != HEADER.encode():
+    legacy = parts[0] + b"\n" == LEGACY_HEADER.encode()
+    if parts[0] + b"\n" != HEADER.encode() and not legacy:
         raise fail(name, where, "a folder whose results.csv has this version's columns "
                    f"({HEADER.strip()[:60]}...)", f"{path} with header {parts[0][:60].decode('utf-8', 'replace')!r}")
     out = _Existing({}, torn=torn)
@@ -173,6 +179,8 @@ def read_results(path, identity=None, *, name: str = "out", where: str = W) -> _
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise bad(lineno, "not UTF-8 text") from None
+        if legacy:
+            line = _upgrade(line)
         fields, why = _row_fields(line)
         if fields is None:
             raise bad(lineno, why)
@@ -190,6 +198,24 @@ def read_results(path, identity=None, *, name: str = "out", where: str = W) -> _
         first_line[i] = lineno
         out.lines[i] = line + "\n"
     return out
+
+
+def _upgrade(line: str) -> str:
+    """A row of a results.csv with :data:`LEGACY_COLUMNS` as :func:`format_row` writes it now: the
+    columns added since at their defaults for the row's time mode (``dln.params.legacy_value``).
+    A row that is not well-formed is returned as it is (and reported by the caller)."""
+    try:
+        fields = next(csv.reader([line], strict=True))
+    except (csv.Error, StopIteration):
+        return line
+    if len(fields) != len(LEGACY_COLUMNS):
+        return line
+    old = dict(zip(LEGACY_COLUMNS, fields))
+    time = old.get("time")
+    cells = [old[c] if c in old else _cell(legacy_value(c, time)) for c in COLUMNS]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(cells)
+    return buf.getvalue()
 
 
 def plan_identity(plan: Plan, runs=None):
@@ -428,7 +454,7 @@ def _read_config(path, name: str = "out", where: str = W) -> dict:
     if not all(isinstance(g, dict) for g in cfg["grid"]):
         raise bad("grid is not a list of objects")
     kind("settings", dict, "an object", optional=False)
-    if cfg.get("columns") != list(COLUMNS):
+    if cfg.get("columns") not in (list(COLUMNS), list(LEGACY_COLUMNS)):
         raise bad("columns differ from this version's results.csv columns")
     data = cfg.get("data_sha256", {})
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and _SHA256.match(v)

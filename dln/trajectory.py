@@ -62,7 +62,7 @@ FORMAT = "dln-trajectory/1"
 MAX_POINTS = 2000
 #: Per-run metadata keys (named like results.csv columns, docs/design.md §5), in this order.
 RUN_KEYS = ("run", "run_id", "method", "variant", "time", "alpha", "gamma", "eps", "rho", "flood_level", "lr",
-            "batch_size", "label_noise", "depth", "data", "n", "d", "k", "noise", "design", "seed")
+            "batch_size", "label_noise", "momentum", "depth", "data", "n", "d", "k", "noise", "design", "seed")
 PATH_KEYS = ("t", "beta", "loss", "log_c")
 FINAL_KEYS = ("beta_final", "alpha_eff", "log_c_final", "status")
 REQUIRED_KEYS = ("format", "runs", "info") + PATH_KEYS + FINAL_KEYS

@@ -20,7 +20,7 @@ import time as _time
 import numpy as np
 
 from .errors import fail
-from .grid import HYPER, Plan, _sha256_file
+from .grid import HYPER, PER_RUN_STEP, Plan, _sha256_file
 from .problem import Problem, load_problem, make_problem
 from .sweep_io import METRIC_COLUMNS
 
@@ -30,17 +30,18 @@ _PROBLEMS: dict = {}
 _LIMITS = None
 
 
-def _limit_threads():
-    """One BLAS/OpenMP thread per process: the workers are the parallelism (and results do not
-    depend on the thread count)."""
-    global _LIMITS
-    os.environ.update(_ONE_THREAD)
+def limit_threads(*, children: bool = False):
+    """One BLAS/OpenMP thread in this process: the workers are the parallelism (and results do not
+    depend on the thread count).  ``children``: the processes this one starts too (environment
+    variables).  Returns the threadpoolctl limiter (``restore_original_limits()`` undoes it), or None
+    without threadpoolctl."""
+    if children:
+        os.environ.update(_ONE_THREAD)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl is optional
         return None
-    _LIMITS = threadpool_limits(limits=1)
-    return _LIMITS
+    return threadpool_limits(limits=1)
 
 
 def _process_id(pid: int):
@@ -70,10 +71,11 @@ def _worker_init(objects, main):
     must still be recognised as gone (an identity read here would already be that of a dead
     process, and would never change).  The main process is watched by identity, not through the
     parent: with the forkserver start method the parent is the fork server."""
+    global _LIMITS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if main is None or _process_id(main[0]) != main:
         os._exit(1)
-    _limit_threads()
+    _LIMITS = limit_threads(children=True)
     _OBJECTS.update(objects)
 
     def watch():
@@ -134,15 +136,15 @@ def run_task(task: dict, record: bool = False) -> dict:
             return _run_flow(task, P, alpha, hp, bool(rec))
     else:
         hp = {h: (None if task[h] is None else np.asarray(task[h], dtype=np.float64)) for h in HYPER}
+        steps = {a: (None if task[a] is None else np.asarray(task[a], dtype=np.float64)) for a in PER_RUN_STEP}
         seeds = None
         if task["seeds"] is not None:
             seeds = [np.random.SeedSequence(root, spawn_key=(1, key)) for root, key in task["seeds"]]
 
         def run(rec=False):
             return run_batch(P, task["method"], variant=task["variant"], alpha=alpha, time=task["time"],
-                             D=task["depth"], lr=None if task["lr"] is None else np.asarray(task["lr"], dtype=np.float64),
-                             batch_size=task["batch_size"], label_noise=task["label_noise"], seeds=seeds,
-                             rtol=task["rtol"], max_steps=max_steps, record=rec, **hp)
+                             D=task["depth"], batch_size=task["batch_size"], label_noise=task["label_noise"],
+                             seeds=seeds, rtol=task["rtol"], max_steps=max_steps, record=rec, **hp, **steps)
 
     if record:
         cap = max_steps if max_steps is not None else MAX_STEPS[task["time"]]
@@ -317,11 +319,3 @@ def _cost(task: dict, plan: Plan) -> float:
     per_step = 1.0 + B * run["n"] * run["d"] / _STEP_SIZE_SCALE
     factor = max(_METHOD_COST.get(m, 1.0) * (1.2 if v == "per-sample" else 1.0) for m, v, _ in task["segments"])
     return steps * per_step * factor
-
-
-def _limit_threads_here():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        return None
-    return threadpool_limits(limits=1)

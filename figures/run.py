@@ -49,7 +49,9 @@ def resolve(names) -> list[str]:
             key = f"fig{int(key)}_"
         hits = [f for f in FIGURES if f == key or f.startswith(key)]
         if len(hits) != 1:
-            raise ValueError(f"The 'only' parameter of figures must name one figure of {', '.join(FIGURES)} "
+            from dln.errors import DLNError  # a user error (the CLI reports it on one line, exit 2)
+
+            raise DLNError(f"The 'only' parameter of figures must name one figure of {', '.join(FIGURES)} "
                              f"(a name, a prefix such as fig3, or a number). Got {raw!r} instead.")
         if hits[0] not in out:
             out.append(hits[0])
@@ -60,14 +62,6 @@ def _one(name: str, quick: bool, out: str, dpi: int, gallery: str | None = None)
     from . import common
 
     return common.make_figure(module(name), quick=quick, out=out, dpi=dpi, gallery=gallery)
-
-
-def _limit_threads():  # pragma: no cover - depends on the BLAS
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(1)
 
 
 def run(names, *, out: str, quick: bool = False, dpi: int = 100, workers: int = 1, gallery: str | None = None,
@@ -111,9 +105,11 @@ def _make(names, quick, out, dpi, gallery, workers, progress, finished):
         import concurrent.futures as cf
         import multiprocessing as mp
 
+        from dln.workers import limit_threads
+
         order = sorted(names, key=lambda n: -_COST.get(n, 1))
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_limit_threads) as ex:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_threads) as ex:
             futs = {ex.submit(_one, name, quick, out, dpi, gallery): name for name in order}
             progress.start()  # after the fork: a tqdm bar may start a monitor thread
             pending = set(futs)

@@ -52,3 +52,34 @@ def test_version_and_debug_in_real_processes():
         assert code == 0 and out == f"dln {__version__}\n", (argv, out, err)
     code, out, err = run_process([*BAD_ALPHA, "--debug"], timeout=120)
     assert code != 0 and "Traceback" in err and "DLNError" in err
+
+
+@pytest.mark.parametrize("exc", [ValueError("boom"), TypeError("bad operand"), IndexError("index 3 out of range"),
+                                 ZeroDivisionError("float division by zero")])
+def test_an_error_from_inside_dln_is_an_internal_error(monkeypatch, exc):
+    """Anything but a user error (DLNError, a bad flag, an unusable file) raised inside dln is a bug:
+    exit 1 and one line asking to report it; --debug re-raises it with its traceback."""
+    import importlib
+
+    def broken(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(importlib.import_module("dln.simulate"), "simulate", broken)  # the module, not dln.simulate()
+    code, out, err = call(["simulate", *TINY])
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"dln: internal error: {type(exc).__name__}: {exc} — please report it at ")
+    assert err.endswith(" (rerun with --debug for the traceback)\n")
+    with pytest.raises(type(exc)):
+        call(["simulate", *TINY, "--debug"])
+
+
+def test_a_user_error_stays_a_user_error_when_raised_deep_inside(monkeypatch):
+    """DLNError is a ValueError: it must still be reported as the user's (exit 2), not as a bug."""
+    import importlib
+
+    def refuses(*args, **kwargs):
+        raise DLNError("The 'alpha' parameter of gf must be > 0. Got -1.0 instead.")
+
+    monkeypatch.setattr(importlib.import_module("dln.simulate"), "simulate", refuses)
+    code, out, err = call(["simulate", *TINY])
+    assert code == 2 and err == "dln: error: The 'alpha' parameter of gf must be > 0. Got -1.0 instead.\n"

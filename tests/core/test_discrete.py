@@ -2,7 +2,7 @@
 
 Oracles:
 - the discrete loop as it was before the rewrite, frozen verbatim in ``reference_iterate.py``: the new
-  ``iterate`` must reproduce it bit for bit (statuses, steps, the state and its signs, β, the tilt Φ,
+  ``iterate``, on its generic path (``discrete.FUSED = False``), must reproduce it bit for bit (statuses, steps, the state and its signs, β, the tilt Φ,
   the gain integral η·Σgain, recorded paths, time averages) for GD, SGD, label noise, flooding, every
   method and variant, depth 3, given sample indices;
 - a 10-line NumPy heavy-ball loop on (u, v) written here with torch.optim.SGD's update
@@ -29,6 +29,13 @@ from .reference_iterate import reference_iterate
 @pytest.fixture(scope="module")
 def P():
     return sparse_problem(10, 20, k=3, seed=2)
+
+
+@pytest.fixture
+def generic(monkeypatch):
+    """The generic steps for every run (the fused GD kernel, tested in test_discrete_fused.py, is
+    not bit for bit the old loop)."""
+    monkeypatch.setattr(discrete, "FUSED", False)
 
 
 def _same(ref: dict, res, *, trajectory=True):
@@ -81,7 +88,7 @@ def _cases(P):
 @pytest.mark.parametrize("case", ["gd", "gd-one", "gd-record", "gd-cap", "gd-12", "gd-one-step", "sgd-1", "sgd-3",
                                   "sgd-indices", "label-noise", "label-noise-full", "flood", "flood-drift",
                                   "depth-3"])
-def test_iterate_reproduces_the_old_loop_bit_for_bit(P, case):
+def test_iterate_reproduces_the_old_loop_bit_for_bit(generic, P, case):
     direction, B, lr, kw = _cases(P)[case]
     state = initial_state(P.d, B, alpha=0.1)
     ref = reference_iterate(direction, state, lr, **kw)
@@ -94,7 +101,7 @@ def test_iterate_reproduces_the_old_loop_bit_for_bit(P, case):
 
 @pytest.mark.parametrize("method,variant", [(m, v) for m in ("gr", "fgr", "bgr", "cgr", "usam", "sam")
                                             for v in ("full", "per-sample")])
-def test_every_method_reproduces_the_old_loop_bit_for_bit(P, method, variant):
+def test_every_method_reproduces_the_old_loop_bit_for_bit(generic, P, method, variant):
     hp = dict(gamma=np.array([0.02, 0.05]), eps=0.1, rho=np.array([0.02, 0.05]))
     direction = methods.make(method, P, variant=variant, **{k: hp[k] for k in methods.PARAMS[method]})
     lr = np.array([0.05, 0.3])  # the large step flips signs on this problem
@@ -103,7 +110,7 @@ def test_every_method_reproduces_the_old_loop_bit_for_bit(P, method, variant):
     _same(ref, iterate(direction, state, lr, max_steps=300, record_every=10))
 
 
-def test_depth_three_with_negative_initial_signs_reproduces_the_old_loop(P):
+def test_depth_three_with_negative_initial_signs_reproduces_the_old_loop(generic, P):
     """At odd depth β = u³ − v³ carries the signs: they must flip inside a block, step by step."""
     direction = methods.make("gf", P, D=3)
     state = random_state(3, P.d, seed=5, signs=True)
@@ -113,7 +120,7 @@ def test_depth_three_with_negative_initial_signs_reproduces_the_old_loop(P):
 
 
 @pytest.mark.parametrize("block", [1, 5, 64])
-def test_results_do_not_depend_on_the_block_length(P, monkeypatch, block):
+def test_results_do_not_depend_on_the_block_length(generic, P, monkeypatch, block):
     """Checking statuses per block after the fact is exact: any block length gives the same bits."""
     direction, B, lr, kw = _cases(P)["gd-record"]
     monkeypatch.setattr(discrete, "MAX_BLOCK", block)
@@ -147,7 +154,7 @@ def _heavy_ball(X, y, alpha, eta, mu, steps):
     return u, v
 
 
-def test_heavy_ball_with_zero_momentum_is_gd_bit_for_bit(P):
+def test_heavy_ball_with_zero_momentum_is_gd_bit_for_bit(generic, P):
     lr = np.array([0.1, 0.7, 5.0])  # converging, flipping signs, diverging
     gd = iterate(methods.gf(P), initial_state(P.d, 3, alpha=0.1), lr, record_every=4)
     hb = iterate(methods.gf(P), initial_state(P.d, 3, alpha=0.1), lr, record_every=4, rule=HeavyBall(0.0))

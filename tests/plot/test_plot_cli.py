@@ -309,3 +309,22 @@ def test_bad_input(sweep_dir, tmp_path, capsys, argv, flag):
     assert code == 2 and out == ""
     assert err.startswith("dln: error: ") and err.count("\n") == 1 and flag in err, err
     assert not (tmp_path / "figs").exists() or not os.listdir(tmp_path / "figs")
+
+
+def test_momentum_is_a_swept_axis_not_a_metric(tmp_path, capsys):
+    """A momentum sweep plots test error against momentum (the default x: the axis with the most values),
+    each point the mean over seeds of results.csv's rows; momentum is refused as a metric."""
+    out = tmp_path / "m"
+    code, _, err = cli(capsys, ["sweep", "--time", "discrete", "--lr", "0.05", "--momentum", "0", "0.3", "0.6", "--n", N,
+                                "--d", D, "--k", K, "--seeds", 2, "--out", out, "--workers", 1, "--quiet"])
+    assert code == 0, err
+    code, printed, err = cli(capsys, ["plot", out, "--out", tmp_path / "p"])
+    assert code == 0, err
+    rows = read_csv(tmp_path / "p" / "test_error_vs_momentum.csv")
+    runs = read_csv(out / "results.csv")
+    for row in rows:
+        mine = [float(r["test_error"]) for r in runs if float(r["momentum"]) == float(row["momentum"])]
+        assert len(mine) == 2 and math.isclose(float(row["test_error_mean"]), statistics.mean(mine), rel_tol=1e-12)
+    assert [float(r["momentum"]) for r in rows] == [0.0, 0.3, 0.6]
+    code, _, err = cli(capsys, ["plot", out, "--out", tmp_path / "q", "--metric", "momentum"])
+    assert code == 2 and "'metric'" in err

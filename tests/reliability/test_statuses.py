@@ -113,8 +113,8 @@ def test_a_numerical_failure_is_not_the_users_mistake(monkeypatch):
 
     monkeypatch.setattr(importlib.import_module("dln.simulate"), "flow", broken)
     code, out, err = call(["simulate", "--n", "4", "--d", "8", "--k", "2"])
-    assert code == 1 and out == "" and err.count("\n") == 1 and err.startswith("dln: error: "), (code, err)
-    assert "LinAlgError: Singular matrix" in err and "bug" in err and "--debug" in err
+    assert code == 1 and out == "" and err.count("\n") == 1 and err.startswith("dln: internal error: "), (code, err)
+    assert "LinAlgError: Singular matrix" in err and "please report it" in err and "--debug" in err
     with pytest.raises(np.linalg.LinAlgError):
         call(["--debug", "simulate", "--n", "4", "--d", "8", "--k", "2"])
     count("statuses: numerical failures reported as such")

@@ -49,7 +49,8 @@ def test_get_params_set_params_and_clone(data):
     params = est.get_params()
     assert params["method"] == "gr" and params["alpha"] == 0.2 and params["gamma"] == 0.05 and params["eps"] is None
     assert set(params) == {"method", "alpha", "gamma", "eps", "rho", "flood_level", "variant", "time", "lr",
-                           "batch_size", "label_noise", "depth", "rtol", "max_steps", "fit_intercept", "random_state"}
+                           "batch_size", "label_noise", "momentum", "depth", "rtol", "max_steps", "fit_intercept",
+                           "random_state"}
     clone = type(est)(**est.get_params())
     assert clone.get_params() == params and not hasattr(clone, "coef_")
     np.testing.assert_array_equal(clone.fit(X, y).coef_, est.fit(X, y).coef_)
@@ -163,3 +164,27 @@ def test_a_few_scikit_learn_checks_if_installed():
         warnings.simplefilter("ignore")
         scores = cross_val_score(est, X, y, cv=3)
     assert np.all(scores > 0.99)
+
+
+def test_the_constructor_takes_every_run_parameter_of_the_table():
+    """get_params comes from dln.params.TABLE: __init__ must take exactly those names (an entry added
+    to the table without its constructor argument fails here), and fit passes each to run_batch."""
+    import inspect
+
+    from dln.params import TABLE
+
+    init = [p for p in inspect.signature(DiagonalLinearNetwork.__init__).parameters if p != "self"]
+    assert sorted(init) == DiagonalLinearNetwork._get_param_names()
+    assert {p.name for p in TABLE if p.group in ("method", "time")} <= set(init)
+
+
+def test_momentum_zero_is_gd_and_momentum_changes_the_fit():
+    """momentum=0 fits the GD network bit for bit; μ = 0.5 takes fewer steps (effective step η/(1−μ))."""
+    from dln.problem import make_problem
+
+    P = make_problem(n=10, d=20, k=2, seed=1)
+    gd = DiagonalLinearNetwork(time="discrete", lr=0.05).fit(P.X, P.y)
+    hb0 = DiagonalLinearNetwork(time="discrete", lr=0.05, momentum=0.0).fit(P.X, P.y)
+    hb = DiagonalLinearNetwork(time="discrete", lr=0.05, momentum=0.5).fit(P.X, P.y)
+    assert np.array_equal(gd.coef_, hb0.coef_) and gd.n_iter_ == hb0.n_iter_
+    assert hb.status_ == "converged" and hb.n_iter_ < 0.6 * gd.n_iter_

@@ -220,3 +220,42 @@ def test_chunk_size_help_states_the_defaults_the_plan_applies(capsys):
     assert [len(c) for c in flow.chunks] == [40]
     gd = plan(method=["gf"], alpha=alphas, n=[10], d=[20], time=["discrete"], lr=[0.01])
     assert [len(c) for c in gd.chunks] == [20, 20]
+
+
+def test_momentum_is_a_discrete_axis_with_default_zero_and_ids_hashed_only_off_it():
+    """--momentum multiplies the discrete runs only (flow runs record None); a discrete run without it
+    has momentum 0.0 and the run id of the same grid written before the column existed (the frozen
+    folder tests/sweep/data/legacy-v1 checks those ids), and μ > 0 changes the id."""
+    p = plan(method=["gf"], alpha=[0.5], time=["flow", "discrete"], lr=[0.1], momentum=[0.0, 0.9], n=[10], d=[20],
+             k=[2])
+    assert [(r["time"], r["momentum"]) for r in p.runs] == [("flow", None), ("discrete", 0.0), ("discrete", 0.9)]
+    q = plan(method=["gf"], alpha=[0.5], time=["flow", "discrete"], lr=[0.1], n=[10], d=[20], k=[2])
+    assert [r["momentum"] for r in q.runs] == [None, 0.0]
+    assert [r["run_id"] for r in q.runs] == [r["run_id"] for r in p.runs[:2]]
+    assert p.runs[2]["run_id"] not in {r["run_id"] for r in q.runs}
+    task = p.tasks[[j for j, c in enumerate(p.chunks) if 2 in c][0]]
+    assert task["momentum"] == [0.0, 0.9]  # one batch: the heavy-ball rule takes a momentum per run
+    with pytest.raises(DLNError, match=r"'momentum' parameter of sweep must be given only with --time discrete"):
+        plan(alpha=[0.5], momentum=[0.5], n=[10], d=[20], k=[2])
+    with pytest.raises(DLNError, match=r"'momentum' parameter of sweep must be < 1.0. Got 1.0"):
+        plan(alpha=[0.5], time=["discrete"], lr=[0.1], momentum=[1.0], n=[10], d=[20], k=[2])
+
+
+def test_sweep_with_momentum_writes_the_column_and_equals_simulate(tmp_path):
+    from dln.simulate import simulate
+    from dln.sweep import sweep
+    from dln.workers import _problem
+
+    import dln
+
+    recs = sweep(method=["gf"], alpha=[0.1], time=["discrete"], lr=[0.05], momentum=[0.0, 0.5], n=[10], d=[20],
+                 k=[2], out=tmp_path / "m", workers=1, quiet=True, save_trajectories=True)
+    traj = dln.load_trajectory(tmp_path / "m" / "trajectories" / "chunk-00000.npz")
+    assert [r["momentum"] for r in traj.runs] == [0.0, 0.5]
+    header = (tmp_path / "m" / "results.csv").read_text().splitlines()[0].split(",")
+    assert "momentum" in header and [r["momentum"] for r in recs] == [0.0, 0.5]
+    p = plan(method=["gf"], alpha=[0.1], time=["discrete"], lr=[0.05], momentum=[0.0, 0.5], n=[10], d=[20], k=[2])
+    P = _problem(p.tasks[0]["problem"], p.tasks[0]["data_seed"])
+    for r in recs:
+        one, = simulate(P, "gf", alpha=0.1, time="discrete", lr=0.05, momentum=r["momentum"])
+        assert one["steps"] == r["steps"] and abs(one["l1_norm"] - r["l1_norm"]) <= 1e-12 * one["l1_norm"]
