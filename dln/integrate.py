@@ -499,6 +499,7 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
                 vmax = np.maximum(np.max(np.abs(da), axis=1), np.max(np.abs(db), axis=1))
             loss0[:] = L
             # ln(1 + 1/c0) without forming 1/c0, which overflows for c0 < 1e-308 (α < 1e-154)
+            # (c0 relative to the scale β must reach, log_c0_min carries it: see ``flow``)
             log_inv_c0 = np.logaddexp(0.0, -log_c0_min)
             t_plateau[:] = 20.0 * (1.0 + log_inv_c0) / (2.0 * np.maximum(vmax, 1e-300))
             h[:] = 1e-2 / np.maximum(vmax, 1e-12)
@@ -622,6 +623,19 @@ def _flood_levels(direction, B: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _log_beta_scale(problem) -> float:
+    """ln max(1, ‖y‖/‖X‖_F): a lower estimate of the scale of the interpolators, ‖β‖ ≥ ‖y‖/σ_max(X)
+    ≥ ‖y‖/‖X‖_F.  The plateau time of ``flow`` uses ln(1 + scale/c0): a saddle-to-saddle plateau
+    lasts ∝ ln(scale/c0), not ln(1/c0) (docs/theory.md §2.2) — labels of scale 1e150, or a design of
+    scale 1e-150, at α = 0.1 are runs from c̃ = 1e-152 on the plain problem.  Never below 1, so that
+    ordinary problems keep the plateau time of ln(1 + 1/c0)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ly = np.log(np.linalg.norm(problem.y / np.max(np.abs(problem.y)))) + np.log(np.max(np.abs(problem.y)))
+        lx = np.log(np.linalg.norm(problem.X / np.max(np.abs(problem.X)))) + np.log(np.max(np.abs(problem.X)))
+        value = ly - lx
+    return float(value) if np.isfinite(value) and value > 0 else 0.0
+
+
 def _groups(direction, state0: State, B: int, state_form: str):
     """(system, rows of the batch) per group: one general system, or one reduced system per variant."""
     general = state_form == "general" or (state_form == "auto" and direction.D != 2)
@@ -658,7 +672,8 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
       resolved better; e.g. features of scale 1e9), or when it is stationary: extrapolating its last accepted step, the loss would change by
       less than stat_tol·L over the time already elapsed, or it did change by less than
       max(stat_tol, rtol)·L since half that time (:func:`_stationary`), and that time exceeds the
-      plateau time 20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary,
+      plateau time 20·(1 + ln(1 + s/c0))/(4‖g(0)‖∞), s = max(1, ‖y‖/‖X‖_F) the scale of the
+      interpolators (:func:`_log_beta_scale`; saddle-to-saddle plateaus look stationary,
       docs/theory.md §2.2).  A stationary run need not interpolate: a regularized run whose
       coordinates collapse (u⊙v → 0) can stop at a loss > 0;
     - ``diverged`` on a non-finite or overflowing state or loss, or a loss 1e10 times the initial
@@ -739,6 +754,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     kw = dict(rtol=rtol, atol=atol, loss_tol=loss_tol, stat_tol=stat_tol, max_steps=max_steps, t_max=t_max,
               record=record, jacobian_age=jacobian_age, d=d)
     groups = _groups(direction, state0, B, state_form)
+    log_scale = _log_beta_scale(direction.problem)
     form = "general" if isinstance(groups[0][0], GeneralSystem) else "reduced"
     done = [0, 0]  # loop iterations of the groups before; their runs (all stopped)
 
@@ -748,7 +764,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
 
     for system, rows in groups:
         Y = system.y0(State(*(x[rows] for x in (a0, b0, state0.su, state0.sv))))
-        o = _integrate(system, Y, np.min(log_c0[rows], axis=1), D=direction.D, level=_flood_levels(direction, B)[rows],
+        o = _integrate(system, Y, np.min(log_c0[rows], axis=1) - log_scale, D=direction.D, level=_flood_levels(direction, B)[rows],
                        report=report, **kw)
         done[0] += o.loops
         done[1] += len(rows)
