@@ -511,8 +511,12 @@ def _add_sweep_parser(sub):
                        default=None, help=f"NUM values of {name} from START to STOP, geometrically spaced")
     g.add_argument("--root-seed", dest="root_seed", metavar="INT", default=None,
                    help="entropy of the root SeedSequence (default 0)")
+    from .grid import DISCRETE_CHUNK, FLOW_MEMORY
+
     g.add_argument("--chunk-size", dest="chunk_size", metavar="B", default=None,
-                   help="at most B runs per batch (default 32)")
+                   help=f"at most B runs per batch (default: the continuous-time runs of one dataset in one "
+                        f"batch, split only to stay within {FLOW_MEMORY // 2**20} MiB; discrete-time runs in "
+                        f"batches of at most {DISCRETE_CHUNK})")
     r = p.add_argument_group("execution")
     r.add_argument("--out", metavar="DIR", required=True, help="output folder (results.csv, config.json)")
     r.add_argument("--workers", metavar="N", default=None, help="processes (default: the machine's cores)")

@@ -23,7 +23,7 @@ Batching.  Continuous-time runs on one dataset (cell and seed) go through ``flow
 heterogeneous batch, whatever their method, variant and hyper-parameters (``dln.methods.Stack``,
 docs/design.md §2); the batch is split only to bound memory (:func:`flow_chunk_limit`) or at an
 explicit ``chunk_size``.  Discrete-time runs (``iterate``) are batched per method, variant, batch
-size and label noise, in chunks of at most ``chunk_size`` (default 32).  A group is split into
+size and label noise, in chunks of at most ``chunk_size`` (default :data:`DISCRETE_CHUNK` = 32).  A group is split into
 near-equal chunks of consecutive runs (in grid order).  Chunks are fixed by the grid alone (not by ``--workers`` or ``--shard``):
 ``--shard I/N`` takes every N-th chunk.
 """

@@ -14,9 +14,10 @@ with per-run step sizes, per-run Jacobian models and per-run status:
 The W of the method is a model of the stiff part of the Jacobian, n×n per run, diagonalized when it
 is rebuilt (every ``jacobian_age`` steps and after a rejected step), so that (σ − W)⁻¹ is two n×n
 products for any step size.  The local error is measured where it matters, in β: for a state error
-(δz, δℓ), δβ = m⊙δz + β⊙δℓ, relative to ‖m‖ (m = u² + v²; docs/theory.md §1), so tiny off-support
-weights (m ≈ 2c) do not drive the steps; the tolerance is scaled so that the relative error of the
-limit β∞ is about ``rtol`` (measured: docs/theory.md §4 ... README "How it integrates").
+(δz, δℓ), |δβ| ≤ m⊙(e^{|δz|} − 1) + |β⊙δℓ| to first order in δℓ, relative to ‖m‖ (m = u² + v²;
+docs/theory.md §1), so tiny off-support weights (m ≈ 2c) do not drive the steps, yet a step cannot
+move z by hundreds where m is tiny (u² would overflow); the tolerance is scaled so that the
+relative error of the limit β∞ is about ``rtol`` (measured: docs/theory.md §4 ... README "How it integrates").
 
 ``iterate`` (discrete maps: GD, SGD, label noise, in log coordinates) lives in :mod:`dln.discrete`;
 it is importable from here too.
@@ -28,11 +29,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import model
 from . import rosenbrock as ros
+from . import stopping
 from .errors import check_choice, check_int, check_real, fail
 from .methods import Direction, Stack
 from .model import State, beta as beta_of, powers
 from .reduced import ReducedSystem, coefficients, stack_coefficients
+from .stepsize import Controller
 from .stopping import LOG_HUGE, LOSS_GROWTH, STATUSES, diverged as _diverged  # noqa: F401 (re-exported)
 
 #: Default tolerance of ``flow``: the relative error of the limit β∞ it aims at.
@@ -53,6 +57,18 @@ STATE_FORMS = ("auto", "reduced", "general")
 _REJECT_REFRESH_AGE = 4
 #: the first model is built after this many steps (the flows start slow: W = 0 until then)
 _FIRST_REFRESH = 4
+
+#: An accepted step whose result diverges (``dln.stopping.diverged``) from a state far from divergence
+#: (loss ≤ _HEALTHY_LOSS·L(0), D·ln|u|, D·ln|v| ≤ LOG_HUGE/2) is taken back and retried 10× smaller, at
+#: most _MAX_ROLLBACKS times in a row: an overshooting step, not the dynamics (which cross that margin
+#: on the way to divergence, and are then reported ``diverged``).
+_HEALTHY_LOSS = 1e5
+_MAX_ROLLBACKS = 8
+#: Flooding: a step may end past the level b by at most _LEVEL_TOL·rtol·b, else it is retried shorter.
+_LEVEL_TOL = 100.0
+#: The round-off floor of the loss (``dln.stopping.loss_floor``) is computed for runs whose loss is
+#: below this multiple of L(0), or at the stationarity checkpoints.
+_FLOOR_CHECK = 1e-8
 
 #: Attempted steps between two checks of ``flow``'s stall rule (:func:`_stalled`).
 STALL_ATTEMPTS = 200
@@ -124,12 +140,13 @@ class Result:
 
     @property
     def log_c(self) -> np.ndarray:
-        return self.state.a + self.state.b
+        """ln|u⊙v| at the end (:func:`dln.model.log_c`)."""
+        return model.log_c(self.state)
 
     @property
     def alpha_eff(self) -> np.ndarray:
-        """sqrt(|u⊙v|) at the end (docs/theory.md §1)."""
-        return np.exp(0.5 * self.log_c)
+        """sqrt(|u⊙v|) at the end (:func:`dln.model.alpha_eff`, docs/theory.md §1)."""
+        return model.alpha_eff(self.state)
 
     @property
     def log_c_theory(self) -> np.ndarray:
@@ -139,39 +156,36 @@ class Result:
 
     @property
     def z(self) -> np.ndarray:
-        return self.state.a - self.state.b
+        """z = ln|u/v| at the end (:func:`dln.model.mirror`)."""
+        return model.mirror(self.state)
+
+    def _rows(self, rows, direction, info) -> "Result":
+        """The runs ``rows`` (an index array or a slice) as a Result of ``direction``."""
+        tr = self.trajectory
+        if tr is not None:
+            tr = Trajectory(t=tr.t[:, rows], beta=tr.beta[:, rows], loss=tr.loss[:, rows], log_c=tr.log_c[:, rows])
+        st = State(self.state.a[rows], self.state.b[rows], self.state.su[rows], self.state.sv[rows])
+        return Result(direction=direction, state=st, beta=self.beta[rows], loss=self.loss[rows],
+                      status=self.status[rows], t=self.t[rows], steps=self.steps[rows], n_evals=self.n_evals[rows],
+                      gain=self.gain[rows], log_c0=self.log_c0[rows], z0=self.z0[rows], tilt=self.tilt[rows],
+                      rejected=None if self.rejected is None else self.rejected[rows], trajectory=tr,
+                      beta_mean=None if self.beta_mean is None else self.beta_mean[rows], info=info)
+
+    def _info(self, rows) -> dict:
+        B = self.beta.shape[0]
+        return {k: (v[rows] if isinstance(v, np.ndarray) and v.shape[:1] == (B,) else v) for k, v in self.info.items()}
 
     def take(self, rows) -> "Result":
         """The runs ``rows`` (in that order), with the same direction (for a Stack: to put the runs in
         another order, e.g. a sweep chunk's)."""
-        tr = self.trajectory
-        if tr is not None:
-            tr = Trajectory(tr.t[:, rows], tr.beta[:, rows], tr.loss[:, rows], tr.log_c[:, rows])
-        st = State(self.state.a[rows], self.state.b[rows], self.state.su[rows], self.state.sv[rows])
-        B = self.beta.shape[0]
-        info = {k: (v[rows] if isinstance(v, np.ndarray) and v.shape[:1] == (B,) else v) for k, v in self.info.items()}
-        return Result(self.direction, st, self.beta[rows], self.loss[rows], self.status[rows], self.t[rows],
-                      self.steps[rows], self.n_evals[rows], self.gain[rows], self.log_c0[rows], self.z0[rows],
-                      self.tilt[rows], rejected=None if self.rejected is None else self.rejected[rows],
-                      trajectory=tr, beta_mean=None if self.beta_mean is None else self.beta_mean[rows], info=info)
+        return self._rows(rows, self.direction, self._info(rows))
 
     def split(self) -> list:
         """One :class:`Result` per member of a :class:`~dln.methods.Stack` (views, in order)."""
         if not isinstance(self.direction, Stack):
             return [self]
-        out = []
-        for (d, _), lo, hi in zip(self.direction.members, self.direction.offsets[:-1], self.direction.offsets[1:]):
-            s = slice(int(lo), int(hi))
-            tr = self.trajectory
-            if tr is not None:
-                tr = Trajectory(tr.t[:, s], tr.beta[:, s], tr.loss[:, s], tr.log_c[:, s])
-            st = State(self.state.a[s], self.state.b[s], self.state.su[s], self.state.sv[s])
-            out.append(Result(d, st, self.beta[s], self.loss[s], self.status[s], self.t[s], self.steps[s],
-                              self.n_evals[s], self.gain[s], self.log_c0[s], self.z0[s], self.tilt[s],
-                              rejected=None if self.rejected is None else self.rejected[s], trajectory=tr,
-                              info={k: (v[s] if isinstance(v, np.ndarray) and v.shape[:1] == self.beta.shape[:1]
-                                        else v) for k, v in self.info.items()}))
-        return out
+        return [self._rows(slice(int(lo), int(hi)), d, self._info(slice(int(lo), int(hi))))
+                for (d, _), lo, hi in zip(self.direction.members, self.direction.offsets[:-1], self.direction.offsets[1:])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,11 +286,17 @@ class GeneralSystem:
         _, uD, vD = pt[:3]
         lm = np.logaddexp(self.D * pt[3], self.D * pt[4])  # ln m: m underflows at α ~ 1e-200
         m = np.exp(lm - np.max(lm, axis=1, keepdims=True))
-        ez = (E[:, :d] - E[:, d:2 * d]) * m
+        ez = np.expm1(np.abs(E[:, :d] - E[:, d:2 * d])) * m  # |δβ| ≤ m(e^{|δz|} − 1) (dln.reduced)
         ez = np.sqrt(np.einsum("bd,bd->b", ez, ez) / np.einsum("bd,bd->b", m, m))
         el = E[:, :d] + E[:, d:2 * d]
         ei = self.coef * E[:, 2 * d:]
         return ez, np.sqrt((np.einsum("bd,bd->b", el, el) + np.einsum("bd,bd->b", ei, ei)) / d)
+
+    def loss_floor(self, rows, pt):
+        """Round-off floor of the loss of the runs ``rows`` at their points (:func:`dln.stopping.loss_floor`)."""
+        _, uD, vD, a, b, _ = pt
+        return stopping.loss_floor(self.X, self.direction.problem.y, np.abs(uD) + np.abs(vD),
+                                   self.D * (np.abs(a) + np.abs(b)))
 
     @staticmethod
     def log_uv(pt):
@@ -330,6 +350,9 @@ class _Reduced:
     def error_parts(self, E, pt):
         return self.s.error_parts(E, *pt)
 
+    def loss_floor(self, rows, pt):
+        return self.s.loss_floor(rows, *pt)
+
     @staticmethod
     def log_uv(pt):
         return 0.5 * pt[2], 0.5 * pt[3]
@@ -367,6 +390,25 @@ class _Out:
         self.loops = 0
 
 
+def _step(system, Y, F, hh, U, Ys):
+    """One ROS34PW2 step of every row from Y (F = f(Y), overwritten): (Y₁, error estimate) (docs of
+    :mod:`dln.rosenbrock`, transformed stages; the model W of ``system`` is the one last refreshed)."""
+    k, N = Y.shape
+    s = ros.STAGES
+    sigma = 1.0 / (ros.GAMMA * hh)
+    system.prepare(sigma)
+    inv_h = (1.0 / hh)[:, None]
+    system.solve(F, sigma, U[0])
+    for i in range(1, s):
+        flat = U[:i].reshape(i, -1)
+        np.add(Y, (ros.A_HAT[i, :i] @ flat).reshape(k, N), out=Ys)
+        system.rates(Ys, F)
+        F += (ros.C_HAT[i, :i] @ flat).reshape(k, N) * inv_h
+        system.solve(F, sigma, U[i])
+    comb = np.stack([ros.M, ros.E]) @ U.reshape(s, -1)
+    return Y + comb[0].reshape(k, N), comb[1].reshape(k, N)
+
+
 def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_steps, t_max, record, jacobian_age,
                d, D=2, level=None, report=None) -> _Out:
     """Integrate the runs of ``system`` from Y until each stops (see :func:`flow` for the rules)."""
@@ -389,18 +431,27 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     stall_t = np.zeros(B)
     level = np.full(B, np.nan) if level is None else np.asarray(level, dtype=np.float64).copy()
     flood = ~np.isnan(level)
+    # rollback (:func:`_overshot`): the state before the last accepted step, that step's size, whether
+    # that state was far from divergence, and the rollbacks since the last step that was kept
+    Y_prev = np.empty_like(Y)
+    h_prev = np.zeros(B)
+    moved = np.zeros(B, dtype=bool)
+    healthy = np.zeros(B, dtype=bool)
+    rollbacks = np.zeros(B, dtype=np.int64)
     last_beta = np.zeros((B, d)) if record else None
     last_logc = np.zeros((B, d)) if record else None
     last_L = np.full(B, np.nan) if record else None
     # at loose tolerances a large z error feeds back into ln c: z's tolerance is capped
     z_tol, l_tol = min(Z_TOL * rtol, Z_TOL_MAX) + atol, min(LOG_C_TOL * rtol, LOG_C_TOL_MAX) + atol
-    s = ros.STAGES
-    U = np.empty((s, B, N))
+    control = Controller(ros.ORDER)
+    U = np.empty((ros.STAGES, B, N))
     F = np.empty((B, N))
     Ys = np.empty((B, N))
     first = True
     snap = record
     loop = 0
+    per_run = (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L, check_t, check_L, stall_n, stall_t,
+               level, flood, h_prev, moved, healthy, rollbacks)
     while idx.size:
         k = idx.size
         if report is not None:
@@ -410,12 +461,45 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             L, pt = system.rates(Y, F)
         evals[:k] += 1
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(L) & np.isfinite(F).all(axis=1)
+        if not first:
+            # -- an accepted step that overshot into divergence is taken back and retried smaller --
+            la, lb = system.log_uv(pt)
+            over = moved[:k] & stopping.diverged(L, loss0[:k], la, lb, D, finite)
+            back = over & healthy[:k]
+            # flooding: a step that crossed the level b by more than _LEVEL_TOL·rtol·b is retried with
+            # the secant's step, so that the run stops on {L = b} (flow's docstring)
+            frac = np.full(k, 0.1)
+            if flood[:k].any():
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    lev = level[:k]
+                    cross = moved[:k] & flood[:k] & ~over & (np.sign(L - lev) != np.sign(prev_L[:k] - lev)) \
+                        & (np.abs(L - lev) > _LEVEL_TOL * rtol * lev)
+                    frac = np.where(cross, np.clip((prev_L[:k] - lev) / (prev_L[:k] - L), 0.05, 0.95), frac)
+                back |= cross
+            back = np.flatnonzero(back & (rollbacks[:k] < _MAX_ROLLBACKS))
+            if back.size:
+                Y[back] = Y_prev[back]
+                t[back] = prev_t[back]
+                steps[back] -= 1
+                rej[back] += 1
+                rollbacks[back] += 1
+                h[back] = frac[back] * h_prev[back]
+                age[back] = jacobian_age
+                prev_t[back] = prev_L[back] = np.nan
+                moved[back] = False
+                snap = snap and bool(moved[:k].any())  # the rolled-back runs' state is recorded already
+                continue
+            rollbacks[np.flatnonzero(moved[:k])] = 0
+        moved[:k] = False
         if first:
             with np.errstate(over="ignore", invalid="ignore"):
                 da, db = system.rates_ab(F)
                 vmax = np.maximum(np.max(np.abs(da), axis=1), np.max(np.abs(db), axis=1))
             loss0[:] = L
             # ln(1 + 1/c0) without forming 1/c0, which overflows for c0 < 1e-308 (α < 1e-154)
+            # (c0 relative to the scale β must reach, log_c0_min carries it: see ``flow``)
             log_inv_c0 = np.logaddexp(0.0, -log_c0_min)
             t_plateau[:] = 20.0 * (1.0 + log_inv_c0) / (2.0 * np.maximum(vmax, 1e-300))
             h[:] = 1e-2 / np.maximum(vmax, 1e-12)
@@ -424,35 +508,35 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             beta, logc, _, _ = system.observe(pt)
             last_beta[idx], last_logc[idx], last_L[idx] = beta, logc, L
             out.traj.append((_scatter(out.t, idx, t[:k]), last_beta.copy(), last_L.copy(), last_logc.copy()))
-        # -- per-run stopping rules ---------------------------------------------------------------
+        # -- per-run stopping rules (dln.stopping.status), with the flow's own --------------------------
         with np.errstate(invalid="ignore"):
-            finite = np.isfinite(L) & np.isfinite(F).all(axis=1)
-            bad = _diverged(L, loss0[:k], *system.log_uv(pt), D, finite)
-            conv = finite & (L <= loss_tol * loss0[:k])
             dt = t[:k] - prev_t[:k]
             change = np.abs(prev_L[:k] - L) * t[:k] / np.where(dt > 0, dt, np.nan)
-            conv |= finite & (t[:k] > t_plateau[:k]) & (change <= stat_tol * L)
+            past = finite & (t[:k] > t_plateau[:k])
+            conv = past & (change <= stat_tol * L)
             # the same over the last doubling of t, robust to the integration noise in L
             due = t[:k] >= 2.0 * check_t[:k]
-            conv |= finite & due & (t[:k] > t_plateau[:k]) & _stationary(L, check_L[:k], max(stat_tol, rtol))
+            conv |= past & due & _stationary(L, check_L[:k], max(stat_tol, rtol))
             # flooding: the loss has reached the level, the Filippov solution stays on {L = b}
             fl = flood[:k]
             conv |= finite & fl & (np.sign(L - level[:k]) != np.sign(loss0[:k] - level[:k]))
+            # the loss has reached its round-off floor (it cannot be resolved below: docs/theory.md §1)
+            near = np.flatnonzero(finite & ~conv & (due | (L <= _FLOOR_CHECK * loss0[:k])))
+            if near.size:
+                conv[near] |= L[near] <= system.loss_floor(near, tuple(x[near] for x in pt))
         dd = np.flatnonzero(due)
         check_t[dd], check_L[dd] = t[dd], L[dd]
         attempts = steps[:k] + rej[:k]
-        stalled = (attempts >= stall_n[:k] + STALL_ATTEMPTS) & (t[:k] - stall_t[:k] <= 1e-4 * t[:k])
+        stalled = _stalled(attempts, t[:k], np.column_stack([stall_n[:k], stall_t[:k]]))
         ck = np.flatnonzero(attempts >= stall_n[:k] + STALL_ATTEMPTS)
         stall_n[ck], stall_t[ck] = attempts[ck], t[ck]
-        conv &= ~bad
-        over = ~bad & ~conv & ((steps[:k] >= max_steps) | (t[:k] >= t_max) | stalled)
-        stop = bad | conv | over
+        code = stopping.status(L, loss0[:k], *system.log_uv(pt), steps[:k], max_steps=max_steps, loss_tol=loss_tol,
+                               D=D, finite=finite, converged=conv, capped=(t[:k] >= t_max) | stalled)
+        stop = code != stopping.RUNNING
         if stop.any():
             j = np.flatnonzero(stop)
             gi = idx[j]
-            out.status[gi[bad[j]]] = "diverged"
-            out.status[gi[conv[j]]] = "converged"
-            out.status[gi[over[j]]] = "max_steps"
+            out.status[gi] = stopping.names(code[j])
             with np.errstate(over="ignore", invalid="ignore"):
                 beta, _, la, lb = system.observe(tuple(x[j] for x in pt))
                 out.a[gi], out.b[gi], out.beta[gi] = la, lb, beta
@@ -465,10 +549,9 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             idx = idx[keep]
             k = idx.size
             Y = Y[keep]
-            L, F = L[keep], F[keep]
+            L, F, Y_prev = L[keep], F[keep], Y_prev[keep]
             pt = tuple(x[keep] for x in pt)
-            for arr in (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L, check_t, check_L,
-                        stall_n, stall_t, level, flood):
+            for arr in per_run:
                 arr[:k] = arr[keep]
             system.take(keep)
             U, Ys = U[:, :k], Ys[:k]
@@ -479,31 +562,23 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             age[stale] = 0
         hh = np.minimum(h[:k], t_max - t[:k])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            sigma = 1.0 / (ros.GAMMA * hh)
-            system.prepare(sigma)
-            inv_h = (1.0 / hh)[:, None]
-            system.solve(F, sigma, U[0])
-            for i in range(1, s):
-                flat = U[:i].reshape(i, -1)
-                np.add(Y, (ros.A_HAT[i, :i] @ flat).reshape(k, N), out=Ys)
-                system.rates(Ys, F)
-                F += (ros.C_HAT[i, :i] @ flat).reshape(k, N) * inv_h
-                system.solve(F, sigma, U[i])
-            evals[:k] += s - 1
-            comb = np.stack([ros.M, ros.E]) @ U.reshape(s, -1)
-            Ynew = Y + comb[0].reshape(k, N)
-            ez, el = system.error_parts(comb[1].reshape(k, N), pt)
+            Ynew, E = _step(system, Y, F, hh, U, Ys)
+            evals[:k] += ros.STAGES - 1
+            ez, el = system.error_parts(E, pt)
             ez /= z_tol
             el /= l_tol
             err = np.sqrt(ez * ez + el * el)
         age[:k] += 1
-        err = np.where(np.isfinite(err) & np.isfinite(Ynew).all(axis=1), err, np.inf)
-        acc = err <= 1.0
-        with np.errstate(divide="ignore", over="ignore"):
-            fac = 0.9 * np.maximum(err, 1e-10) ** (-1.0 / ros.ORDER)
-        fac = np.where(acc, np.clip(fac, 0.2, 5.0), np.where(np.isfinite(err), np.clip(fac, 0.1, 0.9), 0.25))
+        err = np.where(np.isfinite(Ynew).all(axis=1), err, np.inf)
+        acc, h[:k] = control.propose(err, hh)
         a = np.flatnonzero(acc)
         prev_t[a], prev_L[a] = t[a], L[a]
+        la, lb = system.log_uv(pt)
+        healthy[a] = (L[a] <= _HEALTHY_LOSS * loss0[a]) & (D * np.maximum(np.max(la[a], axis=1), np.max(lb[a], axis=1))
+                                                        <= 0.5 * stopping.LOG_HUGE)
+        Y_prev[a] = Y[a]
+        h_prev[a] = hh[a]
+        moved[a] = True
         Y[a] = Ynew[a]
         t[a] += hh[a]
         steps[a] += 1
@@ -511,7 +586,6 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
         rej[rj] += 1
         # a rejected step rebuilds a model older than a few steps before the next attempt
         age[rj] = np.where(age[rj] >= _REJECT_REFRESH_AGE, jacobian_age, age[rj])
-        h[:k] = hh * fac
         snap = record and a.size > 0
     return out
 
@@ -549,6 +623,19 @@ def _flood_levels(direction, B: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _log_beta_scale(problem) -> float:
+    """ln max(1, ‖y‖/‖X‖_F): a lower estimate of the scale of the interpolators, ‖β‖ ≥ ‖y‖/σ_max(X)
+    ≥ ‖y‖/‖X‖_F.  The plateau time of ``flow`` uses ln(1 + scale/c0): a saddle-to-saddle plateau
+    lasts ∝ ln(scale/c0), not ln(1/c0) (docs/theory.md §2.2) — labels of scale 1e150, or a design of
+    scale 1e-150, at α = 0.1 are runs from c̃ = 1e-152 on the plain problem.  Never below 1, so that
+    ordinary problems keep the plateau time of ln(1 + 1/c0)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ly = np.log(np.linalg.norm(problem.y / np.max(np.abs(problem.y)))) + np.log(np.max(np.abs(problem.y)))
+        lx = np.log(np.linalg.norm(problem.X / np.max(np.abs(problem.X)))) + np.log(np.max(np.abs(problem.X)))
+        value = ly - lx
+    return float(value) if np.isfinite(value) and value > 0 else 0.0
+
+
 def _groups(direction, state0: State, B: int, state_form: str):
     """(system, rows of the batch) per group: one general system, or one reduced system per variant."""
     general = state_form == "general" or (state_form == "auto" and direction.D != 2)
@@ -581,18 +668,23 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     A run stops with status
 
     - ``converged`` when L ≤ loss_tol·L(0) (an interpolator to sqrt(loss_tol) relative residual),
-      or when it is stationary: extrapolating its last accepted step, the loss would change by
+      or L is at most its round-off floor (:func:`dln.stopping.loss_floor`: β = u² − v² is not
+      resolved better; e.g. features of scale 1e9), or when it is stationary: extrapolating its last accepted step, the loss would change by
       less than stat_tol·L over the time already elapsed, or it did change by less than
       max(stat_tol, rtol)·L since half that time (:func:`_stationary`), and that time exceeds the
-      plateau time 20·(1 + ln(1 + 1/c0))/(4‖g(0)‖∞) (saddle-to-saddle plateaus look stationary,
+      plateau time 20·(1 + ln(1 + s/c0))/(4‖g(0)‖∞), s = max(1, ‖y‖/‖X‖_F) the scale of the
+      interpolators (:func:`_log_beta_scale`; saddle-to-saddle plateaus look stationary,
       docs/theory.md §2.2).  A stationary run need not interpolate: a regularized run whose
       coordinates collapse (u⊙v → 0) can stop at a loss > 0;
     - ``diverged`` on a non-finite or overflowing state or loss, or a loss 1e10 times the initial
-      one (:func:`_diverged`; the run is frozen, the other runs go on).  A coordinate collapsing
+      one (:func:`dln.stopping.diverged`; the run is frozen, the other runs go on).  An accepted step
+      that lands there from a state far from divergence is an overshoot, not the dynamics: it is
+      rolled back and retried 10× shorter (up to 8 times in a row).  A coordinate collapsing
       (u or v → 0, ln u → −∞) is not divergence: it is integrated on to the true limit;
     - ``converged`` for flooding (sign(L − b)∇L) as soon as the loss crosses the level b: the
       Filippov solution of the discontinuous flow stays on {L = b} (ẇ = 0 there, the convex
-      combination of ±∇L tangent to the level set); the state is the first accepted one past b;
+      combination of ±∇L tangent to the level set); the state is the first accepted one past b,
+      within 100·rtol·b of it (a step that crosses further is retried with the secant's step);
     - ``max_steps`` when its accepted steps reach ``max_steps``, its time reaches ``t_max``, or
       the step size has collapsed (:func:`_stalled`: a discontinuous right-hand side, as for
       normalized SAM on the interpolators; rejected steps are counted in ``Result.rejected``);
@@ -662,6 +754,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     kw = dict(rtol=rtol, atol=atol, loss_tol=loss_tol, stat_tol=stat_tol, max_steps=max_steps, t_max=t_max,
               record=record, jacobian_age=jacobian_age, d=d)
     groups = _groups(direction, state0, B, state_form)
+    log_scale = _log_beta_scale(direction.problem)
     form = "general" if isinstance(groups[0][0], GeneralSystem) else "reduced"
     done = [0, 0]  # loop iterations of the groups before; their runs (all stopped)
 
@@ -671,7 +764,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
 
     for system, rows in groups:
         Y = system.y0(State(*(x[rows] for x in (a0, b0, state0.su, state0.sv))))
-        o = _integrate(system, Y, np.min(log_c0[rows], axis=1), D=direction.D, level=_flood_levels(direction, B)[rows],
+        o = _integrate(system, Y, np.min(log_c0[rows], axis=1) - log_scale, D=direction.D, level=_flood_levels(direction, B)[rows],
                        report=report, **kw)
         done[0] += o.loops
         done[1] += len(rows)
@@ -685,9 +778,11 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     state = State(a, b, state0.su.copy(), state0.sv.copy())
     with np.errstate(over="ignore", invalid="ignore"):
         loss = direction.problem.loss(beta)  # the loss of the returned β, by the problem's own formula
-    trajectory = Trajectory(*(np.array(x) for x in zip(*traj))) if record else None
-    return Result(direction, state, beta, loss, status.astype(str), t, steps, evals, gain, log_c0, z0,
-                  np.zeros((B, d)), rejected=rejected, trajectory=trajectory, info=dict(state_form=form))
+    trajectory = Trajectory(**dict(zip(("t", "beta", "loss", "log_c"), (np.array(x) for x in zip(*traj))))) \
+        if record else None
+    return Result(direction=direction, state=state, beta=beta, loss=loss, status=status.astype(str), t=t, steps=steps,
+                  n_evals=evals, gain=gain, log_c0=log_c0, z0=z0, tilt=np.zeros((B, d)), rejected=rejected,
+                  trajectory=trajectory, info=dict(state_form=form))
 
 
 def __getattr__(name):

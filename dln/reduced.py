@@ -50,6 +50,7 @@ import numpy as np
 
 from .model import State
 from .registry import METHODS_REGISTRY
+from .stopping import loss_floor
 
 #: a refresh builds X diag(w) Xᵀ for all runs at once from the d×n² products x_j x_jᵀ when they fit
 _PAIR_LIMIT = 4_000_000
@@ -392,13 +393,23 @@ class ReducedSystem:
         else:  # m/max m in the log domain: m itself underflows at α ~ 1e-200, ‖m‖² at 1e-100
             lm = np.logaddexp(A, Bv)
             w = np.exp(lm - np.max(lm, axis=1, keepdims=True))
-        ez = (E[:, :n] @ self.X) * w
+        # δβ_j = u_j²(e^{δz_j} − 1) − v_j²(e^{−δz_j} − 1), |δβ_j| ≤ m_j·(e^{|δz_j|} − 1): the linear
+        # m⊙δz would accept a step that moves z by hundreds on a coordinate of tiny m, where u² then
+        # overflows (GF at α = 1e-12 … 1e-200 on the interpolator's tail)
+        ez = np.expm1(np.abs(E[:, :n] @ self.X)) * w
         ez = np.sqrt(np.einsum("bd,bd->b", ez, ez) / np.einsum("bd,bd->b", w, w))
         if not self.any_coef:
             return ez, np.zeros_like(ez)
         dl = (E[:, n:] @ self.X2) if not self.full else E[:, n:]
         dl = self.co.coef * dl
         return ez, np.sqrt(np.einsum("bd,bd->b", dl, dl) / self.d)
+
+    def loss_floor(self, rows, beta, m, A, Bv):
+        """The round-off floor of the loss of the runs ``rows`` at the point (β, m, 2a, 2b)
+        (:func:`dln.stopping.loss_floor`): 2a = 2a0 + z − z0 − ℓ-drift is summed from terms of size up to
+        |2a0| + |2b0| + |2a| + |2b|."""
+        scale = np.abs(self.a2[rows]) + np.abs(self.b2[rows]) + np.abs(A) + np.abs(Bv)
+        return loss_floor(self.X, self.y, m, scale)
 
     def gain(self, Y):
         """The gain integral I of docs/theory.md §7 at Y: (X⊙X)ᵀμ or I."""

@@ -65,6 +65,29 @@ def diverged(loss, loss0, a, b, D: int = 2, finite=True) -> np.ndarray:
     return bad
 
 
+def loss_floor(X, y, m, scale) -> np.ndarray:
+    """The round-off floor of the training loss L = ‖Xβ − y‖²/(2n) at a state, per run.
+
+    β = u^D − v^D is computed from log coordinates known to an absolute error ε·scale (ε the float64
+    machine epsilon; ``scale`` ~ the magnitudes of the terms they are summed from), so β_j has an
+    error up to ε·m_j·(1 + scale_j) with m = |u^D| + |v^D|, and the residual r_i an error up to
+    δr_i = ε·(|y_i| + Σ_j |x_ij|·m_j·(1 + scale_j)).  A loss at or below (1/2n)‖δr‖² is round-off:
+    integrating on cannot lower it (with features of scale 1e9 it floors near 1e-16·L(0), far above
+    any loss_tol·L(0); docs/theory.md §1).
+
+    Parameters
+    ----------
+    X, y : ndarray (n, d), (n,)
+        The design and the labels.
+    m, scale : ndarray (B, d)
+        |u^D| + |v^D| and the magnitude of the log coordinates' terms, per run.
+    """
+    eps = np.finfo(np.float64).eps
+    with np.errstate(over="ignore", invalid="ignore"):
+        dr = eps * (np.abs(y) + (m * (1.0 + scale)) @ np.abs(X).T)
+        return np.einsum("bi,bi->b", dr, dr) * (0.5 / X.shape[0])
+
+
 def status(loss, loss0, a, b, steps, *, max_steps, loss_tol=None, D: int = 2, finite=True,
            evaluated=True, converged=False, capped=False) -> np.ndarray:
     """Status codes of runs after a check (see the module docstring for the rules and their order).
@@ -98,7 +121,7 @@ def status(loss, loss0, a, b, steps, *, max_steps, loss_tol=None, D: int = 2, fi
         :data:`CONVERGED`, :data:`DIVERGED`, :data:`MAX_STEPS` or :data:`RUNNING`.
     """
     evaluated = np.asarray(evaluated, dtype=bool)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # LOSS_GROWTH·L(0) overflows for labels ~1e150
         loss_t, loss0_t = loss, loss0
         if not evaluated.all():
             loss_t = np.where(evaluated, loss, 0.0)

@@ -90,7 +90,10 @@ def sweep(grid=None, *, out=None, workers=None, shard=None, resume: bool = False
         No progress on stderr (a tqdm bar on a terminal or in a notebook, otherwise a status line
         every 10 s) and no summary line at the end.
     depth, rtol, max_steps, root_seed, chunk_size :
-        Solver depth D (2), flow tolerance (DEFAULT_RTOL), per-run step cap, root seed entropy (0), runs per batch (32).
+        Solver depth D (2), flow tolerance (DEFAULT_RTOL), per-run step cap, root seed entropy (0), and
+        at most ``chunk_size`` runs per batch (default None: the continuous-time runs of one dataset in
+        one batch, split only to bound memory, :func:`dln.grid.flow_chunk_limit`; discrete-time runs in
+        batches of at most :data:`dln.grid.DISCRETE_CHUNK` = 32).
 
     Returns
     -------

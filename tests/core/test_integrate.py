@@ -688,3 +688,30 @@ def test_limit_error_is_within_ten_times_rtol(tolerance_case, rtol):
     errs = _limit_errors(tolerance_case, rtol)
     assert np.max(errs) <= 10 * rtol, errs
     assert np.max(errs) >= rtol / 300, errs
+
+
+# =============================================================================================
+# 12. the recorded path
+# =============================================================================================
+@pytest.mark.parametrize("state_form", ["reduced", "general"])
+@pytest.mark.parametrize("method, variant, kw", [("gf", "full", {}), ("fgr", "per-sample", dict(gamma=0.05, eps=0.1)),
+                                                 ("flood", "full", dict(flood_level=0.02))])
+def test_recorded_loss_is_the_loss_of_the_recorded_beta(method, variant, kw, state_form):
+    """Trajectory.loss[k] = L(Trajectory.beta[k]) at every row, by the problem's own formula (the old
+    flow recorded L(β[k−1]): one step late); the first row is the initial point at t = 0, the last
+    the returned state, and t never decreases (a rolled-back step is not recorded)."""
+    from dln.simulate import run_batch
+
+    P = sparse_problem(6, 12, k=2, seed=8)
+    res = run_batch(P, method, variant=variant, alpha=np.array([0.3, 0.05]), state_form=state_form, record=True,
+                    **kw)
+    tr = res.trajectory
+    assert tr.beta.shape[0] > 20
+    L0 = P.loss(np.zeros(12))
+    for k in range(tr.beta.shape[0]):  # (to round-off: the flow evaluates r = Xβ − y by its own products)
+        np.testing.assert_allclose(tr.loss[k], P.loss(tr.beta[k]), rtol=1e-9, atol=1e-22 * L0)
+    np.testing.assert_array_equal(tr.t[0], 0.0)
+    np.testing.assert_allclose(tr.loss[0], P.loss(np.zeros(12)), rtol=1e-12)
+    np.testing.assert_allclose(tr.beta[-1], res.beta, rtol=1e-12, atol=1e-300)
+    np.testing.assert_array_equal(tr.t[-1], res.t)
+    assert np.all(np.diff(tr.t, axis=0) >= 0)

@@ -118,3 +118,50 @@ def test_the_same_stops_through_simulate_sweep_and_the_estimator():
         assert rec["status"] == swept["status"] == est.status_, kw
         assert rec["steps"] == swept["steps"] == est.n_iter_, kw
         assert rec["status"] in (("max_steps", "converged") if kw["method"] == "sam" else ("converged",))
+
+
+# ---------------------------------------------------------------------------------------------
+# the flow's round-off floor of the loss, and its step-size controller
+# ---------------------------------------------------------------------------------------------
+def test_loss_floor_bounds_the_loss_of_an_exact_interpolator_under_round_off():
+    """The oracle: β* with y = Xβ* exactly (in extended precision), represented by log coordinates
+    perturbed at the level of their round-off (ε·scale, random signs); the loss of the represented β
+    computed in float64 must not exceed :func:`dln.stopping.loss_floor`, and the floor must not be
+    loose by more than a few orders of magnitude (it decides when a run stops)."""
+    from dln.stopping import loss_floor
+
+    rng = np.random.default_rng(5)
+    n, d, B = 8, 30, 200
+    X = rng.standard_normal((n, d)) * 1e6
+    a = rng.normal(-3.0, 2.0, (B, d))
+    b = rng.normal(-3.0, 2.0, (B, d))
+    eps = np.finfo(float).eps
+    beta_exact = np.exp(2 * a[0].astype(np.longdouble)) - np.exp(2 * b[0].astype(np.longdouble))
+    y = np.asarray(X.astype(np.longdouble) @ beta_exact, dtype=np.float64)
+    scale = np.abs(2 * a[0]) + np.abs(2 * b[0])
+    A = 2 * a[0] + eps * scale * rng.choice([-1.0, 1.0], (B, d))
+    Bv = 2 * b[0] + eps * scale * rng.choice([-1.0, 1.0], (B, d))
+    beta = np.exp(A) - np.exp(Bv)
+    loss = 0.5 * np.mean((beta @ X.T - y) ** 2, axis=1)
+    floor = loss_floor(X, y, np.exp(A) + np.exp(Bv), np.broadcast_to(scale, (B, d)))
+    assert np.all(loss <= floor)
+    assert np.median(floor / loss) < 1e4
+
+
+def test_step_size_controller():
+    """Kept iff err ≤ 1; a rejected step always shrinks h, by at least 10% and at most 10×; a kept
+    step changes h by a factor in [0.2, 5] that decreases with err; a failed step (inf, NaN) is
+    rejected and retried at h/4 (the rules of the elementary controller, Hairer–Nørsett–Wanner §II.4)."""
+    from dln.stepsize import Controller
+
+    c = Controller(3)
+    err = np.array([0.0, 1e-12, 0.01, 0.5, 1.0, 1.0 + 1e-12, 2.0, 1e6, np.inf, np.nan])
+    h = np.full(err.size, 2.0)
+    accept, h_new = c.propose(err, h)
+    assert list(accept) == [True] * 5 + [False] * 5
+    assert np.all(np.isfinite(h_new))
+    np.testing.assert_allclose(h_new[:2], 10.0)                       # capped growth 5×
+    np.testing.assert_allclose(h_new[2], 2.0 * 0.9 * 0.01 ** (-1 / 3))  # the optimal step, safety 0.9
+    assert np.all(np.diff(h_new[:5]) <= 0) and np.all(h_new[:5] >= 0.4 - 1e-15)
+    assert np.all(h_new[5:8] <= 0.9 * 2.0 + 1e-15) and np.all(h_new[5:8] >= 0.2 - 1e-15)
+    np.testing.assert_allclose(h_new[8:], 0.5)

@@ -201,6 +201,27 @@ def test_data_file_cell(tmp_path):
         plan(method=["gf"], seeds=2, data=str(f))
 
 
+def test_chunk_size_help_states_the_defaults_the_plan_applies(capsys):
+    """``dln sweep --help`` said "(default 32)" for --chunk-size although flow runs are batched one
+    dataset at a time: the help must state both defaults, and the plan must apply them (40 runs:
+    one flow batch; 40 discrete GD runs: two batches of 20, at most DISCRETE_CHUNK = 32 each)."""
+    from dln.cli import main
+
+    try:
+        code = main(["sweep", "--help"])
+    except SystemExit as exc:
+        code = exc.code
+    assert code in (0, None)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 32)" not in text
+    assert "continuous-time runs of one dataset in one batch" in text and "at most 32" in text
+    alphas = list(np.geomspace(1e-3, 1, 40))
+    flow = plan(method=["gf"], alpha=alphas, n=[10], d=[20])
+    assert [len(c) for c in flow.chunks] == [40]
+    gd = plan(method=["gf"], alpha=alphas, n=[10], d=[20], time=["discrete"], lr=[0.01])
+    assert [len(c) for c in gd.chunks] == [20, 20]
+
+
 def test_momentum_is_a_discrete_axis_with_default_zero_and_ids_hashed_only_off_it():
     """--momentum multiplies the discrete runs only (flow runs record None); a discrete run without it
     has momentum 0.0 and the run id of the same grid written before the column existed (the frozen

@@ -76,7 +76,8 @@ def test_resume_reruns_missing_runs_as_the_old_version_did(tmp_path):
     """Rows deleted from the old folder are redone by this version: the identity, status, steps and
     evaluations equal the frozen row's, and every number agrees to 1e-9 relative (1e-10 absolute for
     the round-off-level ones: losses at convergence, prediction errors) -- this version's fused GD
-    kernel rounds differently from the loop that wrote the folder, at 1e-14."""
+    kernel rounds differently from the loop that wrote the folder, at 1e-14 -- but a flow run's final
+    time t, to 1e-3 (see below)."""
     name = "legacy-v1"
     out = _copy(name, tmp_path)
     path = out / "results.csv"
@@ -93,6 +94,11 @@ def test_resume_reruns_missing_runs_as_the_old_version_did(tmp_path):
                 continue
             if column in exact or was == "":
                 assert b[column] == was, (column, was, b[column])
+            elif column == "t" and a["time"] == "flow":
+                # the time at which a flow run's stopping rule fired is the sum of its step sizes, not a
+                # limit: the error measure m(e^|δz| − 1) of β (dln.reduced, 2026-11) changes each step size
+                # by ~1e-6 relative and the final t by ~1e-4, with the same steps and the same limit
+                assert math.isclose(float(b[column]), float(was), rel_tol=1e-3), (column, was, b[column])
             else:
                 assert math.isclose(float(b[column]), float(was), rel_tol=1e-9, abs_tol=1e-10), (column, was, b[column])
 
