@@ -42,6 +42,7 @@ def test_no_heavy_import(what):
     assert not mods & set(HEAVY), sorted(mods & set(HEAVY))
 
 
+@pytest.mark.slow
 def test_the_probe_sees_a_heavy_import():
     """The probe itself can fail: importing the estimator's oracle is seen."""
     pytest.importorskip("sklearn")

@@ -85,7 +85,7 @@ def _cases(P):
     }
 
 
-@pytest.mark.parametrize("case", ["gd", "gd-one", "gd-record", "gd-cap", "gd-12", "gd-one-step", "sgd-1", "sgd-3",
+@pytest.mark.parametrize("case", ["gd", "gd-one", "gd-record", "gd-cap", "gd-12", "gd-one-step", "sgd-1", pytest.param("sgd-3", marks=pytest.mark.slow),
                                   "sgd-indices", "label-noise", "label-noise-full", "flood", "flood-drift",
                                   "depth-3"])
 def test_iterate_reproduces_the_old_loop_bit_for_bit(generic, P, case):
@@ -119,7 +119,7 @@ def test_depth_three_with_negative_initial_signs_reproduces_the_old_loop(generic
     _same(ref, iterate(direction, state, lr, max_steps=600, record_every=1))
 
 
-@pytest.mark.parametrize("block", [1, 5, 64])
+@pytest.mark.parametrize("block", [pytest.param(1, marks=pytest.mark.slow), 5, 64])
 def test_results_do_not_depend_on_the_block_length(generic, P, monkeypatch, block):
     """Checking statuses per block after the fact is exact: any block length gives the same bits."""
     direction, B, lr, kw = _cases(P)["gd-record"]

@@ -222,7 +222,7 @@ MIX = [("gf", "full", {}), ("fgr", "per-sample", dict(gamma=np.array([0.05, 0.2]
 SIZES = [1, 2, 1, 1, 2, 1]
 
 
-@pytest.mark.parametrize("state_form", ["reduced", "general"])
+@pytest.mark.parametrize("state_form", ["reduced", pytest.param("general", marks=pytest.mark.slow)])
 def test_stack_equals_its_members_run_alone(state_form):
     """Methods, variants and hyper-parameters mixed in one flow: each run's result equals the run
     integrated alone (to round-off: a run depends on its batch-mates only through the round-off of
