@@ -32,6 +32,7 @@ from dln.discrete import iterate
 from dln.methods import gf
 from dln.model import initial_state
 from dln.problem import make_problem
+from dln.simulate import rel_error as _rel
 
 BENCH = "discrete"
 ALPHA = 0.1
@@ -63,10 +64,6 @@ def plain_log_gd(X, y, alpha, eta, steps):
         a += np.log(np.abs(1.0 - x))
         b += np.log(np.abs(1.0 + x))
     return np.exp(2.0 * a) - np.exp(2.0 * b)
-
-
-def _rel(x, ref):
-    return float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300))
 
 
 def single_run_rows(sizes, steps, eta, repeats):

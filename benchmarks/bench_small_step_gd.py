@@ -35,7 +35,7 @@ from scipy.integrate import solve_ivp
 from analysis.predict import mirror_argmin
 from benchmarks import make_row, summarize
 from dln.problem import make_problem
-from dln.simulate import run_batch
+from dln.simulate import rel_error as _rel, run_batch
 
 ETA = 1e-3
 LOSS_TOL = 1e-18
@@ -108,10 +108,6 @@ def gf_time_to_threshold(X, y, alpha, loss_tol=LOSS_TOL):
         sol = solve_ivp(f, (0, 1e12), np.full(2 * d, np.log(alpha)), method="LSODA", rtol=1e-10,
                         atol=1e-10, events=event)
     return float(sol.t[-1])
-
-
-def _rel(x, ref):
-    return float(np.linalg.norm(x - ref) / max(np.linalg.norm(x), 1e-300))
 
 
 def run(quick: bool = False, *, smoke: bool = False) -> list[dict]:

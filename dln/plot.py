@@ -28,6 +28,7 @@ import textwrap
 import numpy as np
 
 from .errors import DLNError, fail
+from .methods import VARIANT_METHODS
 from .params import TABLE
 from .sweep_io import COLUMNS, HEADER, INT_COLUMNS, STR_COLUMNS, parse_line, read_results
 
@@ -442,7 +443,7 @@ def _draw_heatmap(table, out, name, yscale, dpi, csv_path) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 def _run_label(meta: dict) -> str:
     method = meta.get("method")
-    variant = None if method in ("gf", "flood") else meta.get("variant")
+    variant = meta.get("variant") if method in VARIANT_METHODS else None
     text = _method_text(method, variant, meta.get("time"), meta.get("batch_size"))
     hp = [f"{SYMBOL.get(k, k)}={_g(meta[k])}" for k in ("alpha", "gamma", "eps", "rho", "flood_level", "lr",
                                                           "label_noise", "momentum") if meta.get(k) is not None]

@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 
 from analysis.effective import gd_continuous_log_c
 from analysis.predict import mirror_argmin
+from dln.simulate import rel_error as _rel
 
 from . import common as C
 from .style import NEUTRAL, VARIANT_STYLE, color
@@ -61,11 +62,6 @@ PREDICTIONS = (("measured", "measured alpha_eff = sqrt(u*v) (+ tilt)",
                 r"measured $\alpha_{\mathrm{eff}}=\sqrt{u\odot v}$ (+ tilt)", None),
                ("theory", "alpha_eff from the gain integral", r"$\alpha_{\mathrm{eff}}$ from the gain integral", "//"),
                ("naive", "naive: nominal alpha", r"naive: nominal $\alpha$", None))
-
-
-def _rel(x, ref) -> float:
-    den = np.linalg.norm(ref)
-    return float(np.linalg.norm(x - ref) / (den if den > 0 else 1.0))
 
 
 def compute(quick: bool = False) -> list[dict]:
