@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import model
+from . import explicit as dop
 from . import rosenbrock as ros
 from . import stopping
 from .errors import check_choice, check_int, check_real, fail
@@ -69,6 +70,16 @@ _LEVEL_TOL = 100.0
 #: The round-off floor of the loss (``dln.stopping.loss_floor``) is computed for runs whose loss is
 #: below this multiple of L(0), or at the stationarity checkpoints.
 _FLOOR_CHECK = 1e-8
+
+#: A run leaves the explicit pair (:mod:`dln.explicit`) after STIFF_HITS accepted steps in a row with
+#: h|λ| above STIFF_BOUND times the pair's stability bound.
+STIFF_BOUND = 0.7
+STIFF_HITS = 2
+#: … or once it has had STIFF_REJECTS rejected steps (an explicit pair that keeps failing is
+#: stability-bound), or STIFF_STEPS accepted ones (the smooth start is over: a discontinuous right-hand
+#: side, e.g. normalized SAM on the interpolators, is left to the W-method and its stall rule).
+STIFF_REJECTS = 10
+STIFF_STEPS = 100
 
 #: Attempted steps between two checks of ``flow``'s stall rule (:func:`_stalled`).
 STALL_ATTEMPTS = 200
@@ -334,6 +345,13 @@ class _Reduced:
     def take(self, keep):
         self.s.take(keep)
 
+    def view(self, lo, hi):
+        return _Reduced(self.s.view(lo, hi))
+
+    def smooth(self):
+        """Per run: whether its rates are smooth (not normalized SAM's ρ/‖∇L‖, not flooding's sign(L − b))."""
+        return ~(self.s.co.sam | self.s.co.flood)
+
     def rates(self, Y, out, sub=None):
         loss, beta, m, A, Bv = self.s.rates(Y, out)
         return loss, (beta, m, A, Bv)
@@ -410,8 +428,12 @@ def _step(system, Y, F, hh, U, Ys):
 
 
 def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_steps, t_max, record, jacobian_age,
-               d, D=2, level=None, report=None) -> _Out:
-    """Integrate the runs of ``system`` from Y until each stops (see :func:`flow` for the rules)."""
+               d, D=2, level=None, report=None, explicit=True) -> _Out:
+    """Integrate the runs of ``system`` from Y until each stops (see :func:`flow` for the rules).
+
+    With ``explicit`` (and a system that has views: the reduced state), every run starts with the
+    explicit pair of :mod:`dln.explicit` and switches to ROS34PW2 once stiff.  The rows are kept
+    ordered, explicit runs first, so that each scheme works on a contiguous block (views, no copies)."""
     B, N = Y.shape
     out = _Out(B, d)
     idx = np.arange(B)                      # group index of each running row
@@ -444,6 +466,12 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     # at loose tolerances a large z error feeds back into ln c: z's tolerance is capped
     z_tol, l_tol = min(Z_TOL * rtol, Z_TOL_MAX) + atol, min(LOG_C_TOL * rtol, LOG_C_TOL_MAX) + atol
     control = Controller(ros.ORDER)
+    control_ex = Controller(dop.ERROR_ORDER, grow=(0.2, 10.0), shrink=(0.2, 0.9))
+    # True: ROS34PW2, False: DOP853 (smooth right-hand sides only: normalized SAM and flooding are not)
+    stiff = ~system.smooth() if explicit and hasattr(system, "view") else np.ones(B, dtype=bool)
+    hits = np.zeros(B, dtype=np.int64)      # consecutive stability-limited explicit steps
+    Y_last = np.empty_like(Y)               # last stage of the last explicit step, and its rate
+    F_last = np.empty_like(Y)
     U = np.empty((ros.STAGES, B, N))
     F = np.empty((B, N))
     Ys = np.empty((B, N))
@@ -451,7 +479,7 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     snap = record
     loop = 0
     per_run = (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L, check_t, check_L, stall_n, stall_t,
-               level, flood, h_prev, moved, healthy, rollbacks)
+               level, flood, h_prev, moved, healthy, rollbacks, stiff, hits)
     while idx.size:
         k = idx.size
         if report is not None:
@@ -492,6 +520,17 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
                 snap = snap and bool(moved[:k].any())  # the rolled-back runs' state is recorded already
                 continue
             rollbacks[np.flatnonzero(moved[:k])] = 0
+            # -- stiffness of the explicit runs (dln.explicit): h|λ| ≈ h‖f(y₁) − f(Y₁₂)‖/‖y₁ − Y₁₂‖ --------
+            ex = np.flatnonzero(moved[:k] & ~stiff[:k])
+            if ex.size:
+                with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                    num = np.linalg.norm(F[ex] - F_last[ex], axis=1)
+                    den = np.linalg.norm(Y[ex] - Y_last[ex], axis=1)
+                    limited = h_prev[ex] * num > STIFF_BOUND * dop.STABILITY * den
+                hits[ex] = np.where(limited, hits[ex] + 1, 0)
+                sw = ex[(hits[ex] >= STIFF_HITS) | (rej[ex] >= STIFF_REJECTS) | (steps[ex] >= STIFF_STEPS)]
+                stiff[sw] = True
+                age[sw] = jacobian_age  # build the model before the first W-step
         moved[:k] = False
         if first:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -533,7 +572,8 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
         code = stopping.status(L, loss0[:k], *system.log_uv(pt), steps[:k], max_steps=max_steps, loss_tol=loss_tol,
                                D=D, finite=finite, converged=conv, capped=(t[:k] >= t_max) | stalled)
         stop = code != stopping.RUNNING
-        if stop.any():
+        unordered = bool(np.any(stiff[:k - 1] & ~stiff[1:k]))  # a run switched: explicit rows first again
+        if stop.any() or unordered:
             j = np.flatnonzero(stop)
             gi = idx[j]
             out.status[gi] = stopping.names(code[j])
@@ -546,31 +586,46 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
             keep = np.flatnonzero(~stop)
             if keep.size == 0:
                 break
+            keep = keep[np.argsort(stiff[keep], kind="stable")]
             idx = idx[keep]
             k = idx.size
             Y = Y[keep]
-            L, F, Y_prev = L[keep], F[keep], Y_prev[keep]
+            L, F, Y_prev, Y_last, F_last = L[keep], F[keep], Y_prev[keep], Y_last[keep], F_last[keep]
             pt = tuple(x[keep] for x in pt)
             for arr in per_run:
                 arr[:k] = arr[keep]
             system.take(keep)
-            U, Ys = U[:, :k], Ys[:k]
-        # -- Jacobian model, then one ROS34PW2 step per run ----------------------------------------
-        stale = np.flatnonzero(age[:k] >= jacobian_age)
-        if stale.size:
-            system.refresh(stale, Y[stale])
-            age[stale] = 0
+            U, Ys = np.empty((ros.STAGES, k, N)), np.empty((k, N))
+        # -- one step per run: DOP853 on the rows [0, ne), ROS34PW2 on [ne, k) ---------------------------
+        ne = k - int(np.count_nonzero(stiff[:k]))
         hh = np.minimum(h[:k], t_max - t[:k])
+        Ynew = np.empty_like(Y)
+        err = np.empty(k)
+        acc = np.empty(k, dtype=bool)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            Ynew, E = _step(system, Y, F, hh, U, Ys)
-            evals[:k] += ros.STAGES - 1
-            ez, el = system.error_parts(E, pt)
-            ez /= z_tol
-            el /= l_tol
-            err = np.sqrt(ez * ez + el * el)
-        age[:k] += 1
+            if ne:
+                sub = system if ne == k else system.view(0, ne)
+                pe = tuple(x[:ne] for x in pt)
+                Ynew[:ne], e5, e3, Y_last[:ne], F_last[:ne] = dop.step(sub, Y[:ne], F[:ne], hh[:ne],
+                                                                       np.empty((dop.STAGES, ne, N)), Ys[:ne])
+                evals[:ne] += dop.STAGES - 1
+                err[:ne] = dop.error(_scaled(sub.error_parts(e5, pe), z_tol, l_tol),
+                                     _scaled(sub.error_parts(e3, pe), z_tol, l_tol))
+            if ne < k:
+                sub = system if ne == 0 else system.view(ne, k)
+                stale = np.flatnonzero(age[ne:k] >= jacobian_age)
+                if stale.size:
+                    sub.refresh(stale, Y[ne + stale])
+                    age[ne + stale] = 0
+                Ynew[ne:], E = _step(sub, Y[ne:], F[ne:], hh[ne:], U[:, ne:] if ne else U, Ys[ne:])
+                evals[ne:k] += ros.STAGES - 1
+                err[ne:] = _scaled(sub.error_parts(E, tuple(x[ne:] for x in pt)), z_tol, l_tol)
+                age[ne:k] += 1
         err = np.where(np.isfinite(Ynew).all(axis=1), err, np.inf)
-        acc, h[:k] = control.propose(err, hh)
+        if ne:
+            acc[:ne], h[:ne] = control_ex.propose(err[:ne], hh[:ne])
+        if ne < k:
+            acc[ne:], h[ne:k] = control.propose(err[ne:], hh[ne:])
         a = np.flatnonzero(acc)
         prev_t[a], prev_L[a] = t[a], L[a]
         la, lb = system.log_uv(pt)
@@ -588,6 +643,12 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
         age[rj] = np.where(age[rj] >= _REJECT_REFRESH_AGE, jacobian_age, age[rj])
         snap = record and a.size > 0
     return out
+
+
+def _scaled(parts, z_tol, l_tol):
+    """The scalar local error of (‖δz‖-part, δℓ-part) against their tolerances, combined in quadrature."""
+    ez, el = parts
+    return np.sqrt((ez / z_tol) ** 2 + (el / l_tol) ** 2)
 
 
 def _scatter(full, idx, values):
@@ -662,7 +723,7 @@ def _groups(direction, state0: State, B: int, state_form: str):
 def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, atol: float = 0.0,
          loss_tol: float = 1e-24, stat_tol: float = 1e-10, max_steps: int = 20_000,
          t_max: float = math.inf, record: bool = False, jacobian_age: int | None = None,
-         state_form: str = "auto", progress=None) -> Result:
+         state_form: str = "auto", explicit_start: bool = True, progress=None) -> Result:
     """Integrate the continuous-time flow dθ/dt = −G(θ) of a batch until each run converges.
 
     A run stops with status
@@ -715,6 +776,10 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
         ``reduced``: the reduced state of :mod:`dln.reduced` (depth 2 only); ``general``: the network's
         coordinates (ln|u|, ln|v|) and the gain integral, where the theorems of docs/theory.md §4, §7
         are checked rather than built in; ``auto`` (default): reduced at depth 2, else general.
+    explicit_start : bool
+        Start each run of the reduced state with the explicit pair DOP853 (:mod:`dln.explicit`) and
+        switch it to ROS34PW2 once stiff (default); False: ROS34PW2 from the start.  The general form
+        always uses ROS34PW2.
     progress : callable, optional
         ``progress(steps_done, running, total)``, called once per iteration of the main loop
         (batched steps so far, runs still running, B); it must be cheap (``dln.progress``).
@@ -752,7 +817,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
             cur = [np.zeros(B), cur_beta, direction.problem.loss(cur_beta), log_c0.copy()]
         traj = []
     kw = dict(rtol=rtol, atol=atol, loss_tol=loss_tol, stat_tol=stat_tol, max_steps=max_steps, t_max=t_max,
-              record=record, jacobian_age=jacobian_age, d=d)
+              record=record, jacobian_age=jacobian_age, d=d, explicit=bool(explicit_start))
     groups = _groups(direction, state0, B, state_form)
     log_scale = _log_beta_scale(direction.problem)
     form = "general" if isinstance(groups[0][0], GeneralSystem) else "reduced"

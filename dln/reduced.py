@@ -46,6 +46,8 @@ and zero rows for μ̇ and İ (quadratic in r).  With S = C^{1/2} K̂ C^{1/2} = 
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .model import State
@@ -129,7 +131,7 @@ class ReducedSystem:
         self.b2 = 2.0 * np.asarray(state0.b, dtype=np.float64)
         self.B = self.a2.shape[0]
         self._flags()
-        self._pairs_cache = None
+        self._pairs_cache = {}  # shared by the views
         # Jacobian model per run (see ``refresh``)
         # W = 0 until the first refresh (the flow starts non-stiff): V = I, λ = 0
         self.Lm = np.zeros((self.B, n, 2 * n))
@@ -162,6 +164,20 @@ class ReducedSystem:
             self.betaW = self.betaW[keep]
         self.B = self.a2.shape[0]
         self._flags()
+
+    def view(self, lo, hi):
+        """The runs lo … hi−1 as a system of their own whose per-run arrays are views of this one's
+        (a refresh of the view updates this system's model; nothing is copied)."""
+        out = copy.copy(self)
+        rows = slice(lo, hi)
+        out.co = self.co.take(rows)
+        out.a2, out.b2 = self.a2[rows], self.b2[rows]
+        out.Lm, out.Rm, out.lam, out.inv = self.Lm[rows], self.Rm[rows], self.lam[rows], self.inv[rows]
+        if self.full:
+            out.betaW = self.betaW[rows]
+        out.B = hi - lo
+        out._flags()
+        return out
 
     # -- the point -------------------------------------------------------------------------
     def expand(self, Y, a2=None, b2=None, co=None):
@@ -289,8 +305,6 @@ class ReducedSystem:
         they fit in memory (then a Gram matrix of every run is one matrix product), else None."""
         if self.d * self.n * self.n > _PAIR_LIMIT:
             return None
-        if self._pairs_cache is None:
-            self._pairs_cache = {}
         if which not in self._pairs_cache:
             Xr = self.X if which == "XX" else self.X2
             P = np.einsum("id,jd->dij", self.X, Xr).reshape(self.d, self.n * self.n)

@@ -162,7 +162,7 @@ def test_record_runs_runs_once_and_thins_by_the_rule(max_points):
 
 def test_flow_paths_beyond_max_points_keep_every_jth_point_and_the_last(tmp_path):
     P = dln.make_problem(n=N, d=D, k=K, seed=1)
-    res = run_batch(P, "gf", alpha=np.array([0.05, 1.0]), rtol=1e-6, record=True)
+    res = run_batch(P, "gf", alpha=np.array([0.05, 1.0]), rtol=1e-9, record=True)
     Kfull = res.trajectory.t.shape[0]
     m = 20
     assert Kfull > 3 * m
