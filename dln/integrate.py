@@ -404,6 +404,7 @@ class _Out:
         self.steps = np.zeros(B, dtype=np.int64)
         self.rejected = np.zeros(B, dtype=np.int64)
         self.evals = np.zeros(B, dtype=np.int64)
+        self.explicit_steps = np.zeros(B, dtype=np.int64)
         self.traj = []
         self.loops = 0
 
@@ -442,6 +443,7 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     steps = np.zeros(B, dtype=np.int64)
     rej = np.zeros(B, dtype=np.int64)
     evals = np.zeros(B, dtype=np.int64)
+    n_explicit = np.zeros(B, dtype=np.int64)  # accepted DOP853 steps
     age = np.full(B, jacobian_age - min(jacobian_age, _FIRST_REFRESH))  # W = 0 for the first steps
     loss0 = np.full(B, np.nan)
     t_plateau = np.zeros(B)
@@ -479,7 +481,7 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
     snap = record
     loop = 0
     per_run = (h, t, steps, rej, evals, age, loss0, t_plateau, prev_t, prev_L, check_t, check_L, stall_n, stall_t,
-               level, flood, h_prev, moved, healthy, rollbacks, stiff, hits)
+               level, flood, h_prev, moved, healthy, rollbacks, stiff, hits, n_explicit)
     while idx.size:
         k = idx.size
         if report is not None:
@@ -581,8 +583,8 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
                 beta, _, la, lb = system.observe(tuple(x[j] for x in pt))
                 out.a[gi], out.b[gi], out.beta[gi] = la, lb, beta
                 out.gain[gi] = system.gain(Y[j])
-            out.loss[gi], out.t[gi], out.steps[gi], out.rejected[gi], out.evals[gi] = \
-                L[j], t[j], steps[j], rej[j], evals[j]
+            out.loss[gi], out.t[gi], out.steps[gi], out.rejected[gi], out.evals[gi], out.explicit_steps[gi] = \
+                L[j], t[j], steps[j], rej[j], evals[j], n_explicit[j]
             keep = np.flatnonzero(~stop)
             if keep.size == 0:
                 break
@@ -637,6 +639,7 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
         Y[a] = Ynew[a]
         t[a] += hh[a]
         steps[a] += 1
+        n_explicit[a[a < ne]] += 1
         rj = np.flatnonzero(~acc)
         rej[rj] += 1
         # a rejected step rebuilds a model older than a few steps before the next attempt
@@ -787,6 +790,8 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     Returns
     -------
     Result
+        ``info["explicit_steps"]``: per run, the accepted steps of the explicit start (the others are
+        ROS34PW2's); ``info["state_form"]``: "reduced" or "general".
     """
     where = "flow"
     rtol, max_steps, loss_tol = _check_common(where, rtol, max_steps, loss_tol)
@@ -810,6 +815,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
     steps = np.zeros(B, dtype=np.int64)
     rejected = np.zeros(B, dtype=np.int64)
     evals = np.zeros(B, dtype=np.int64)
+    explicit_steps = np.zeros(B, dtype=np.int64)
     traj = None
     if record:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -835,6 +841,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
         done[1] += len(rows)
         a[rows], b[rows], gain[rows], beta[rows], loss[rows] = o.a, o.b, o.gain, o.beta, o.loss
         status[rows], t[rows], steps[rows], rejected[rows], evals[rows] = o.status, o.t, o.steps, o.rejected, o.evals
+        explicit_steps[rows] = o.explicit_steps
         if record:
             for snap in o.traj:
                 for c, v in zip(cur, snap):
@@ -847,7 +854,7 @@ def flow(direction: Direction, state0: State, *, rtol: float = DEFAULT_RTOL, ato
         if record else None
     return Result(direction=direction, state=state, beta=beta, loss=loss, status=status.astype(str), t=t, steps=steps,
                   n_evals=evals, gain=gain, log_c0=log_c0, z0=z0, tilt=np.zeros((B, d)), rejected=rejected,
-                  trajectory=trajectory, info=dict(state_form=form))
+                  trajectory=trajectory, info=dict(state_form=form, explicit_steps=explicit_steps))
 
 
 def __getattr__(name):
