@@ -12,8 +12,6 @@ import numpy as np
 
 from . import memory
 from . import methods as _methods
-from .discrete import Recording, iterate
-from .discrete import HeavyBall
 from .errors import check_choice, fail
 from .integrate import DEFAULT_RTOL, Result, flow
 from .model import initial_state
@@ -129,6 +127,8 @@ def run_batch(problem: Problem, method: str = default("method"), *, variant: str
         result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=bool(record),
                       progress=progress, state_form=state_form)
     else:
+        from .discrete import HeavyBall, iterate  # here: a flow does not need the discrete-time module
+
         heavy = momentum is not None and np.any(momentum != 0.0)  # μ = 0 is GD (bit for bit)
         result = iterate(direction, state, lr, batch_size=batch_size, rule=HeavyBall(momentum) if heavy else None,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed, seeds=seeds,
@@ -147,6 +147,8 @@ def run_batch(problem: Problem, method: str = default("method"), *, variant: str
 def _recording(record) -> dict:
     """``iterate``'s recording arguments for ``run_batch(record=...)``: True (every step), an int k
     (every k-th step) or a :class:`dln.discrete.Recording` (thinned to at most ``max_points``)."""
+    from .discrete import Recording
+
     if isinstance(record, Recording):
         return dict(record_every=record.every, max_points=record.max_points)
     return dict(record_every=int(record) if record else 0)
