@@ -146,26 +146,33 @@ def _dual_increments(a, h, t, log_c, ty_step):
     abs_b, abs_s = np.abs(b), np.abs(s)
     exponent = log_c + abs_b + abs_s
     too_large = exponent.max(axis=1) > _MAX_EXPONENT
-    with np.errstate(over="ignore", invalid="ignore"):  # only in the rows returned as +inf
-        terms = (np.sign(b) * np.sign(s)) * np.exp(exponent) * np.expm1(-2.0 * abs_b) * np.expm1(-2.0 * abs_s)
-        increment = terms.sum(axis=1) - ty_step
-        noise = _EPS * (np.abs(terms).sum(axis=1) + np.abs(ty_step)) * 8.0
-    increment[too_large] = np.inf
-    noise[too_large] = 0.0
+    # overflows only in the rows returned as +inf (the caller ignores over and invalid)
+    terms = (np.sign(b) * np.sign(s)) * np.exp(exponent) * np.expm1(-2.0 * abs_b) * np.expm1(-2.0 * abs_s)
+    increment = terms.sum(axis=1) - ty_step
+    noise = _EPS * (np.abs(terms).sum(axis=1) + np.abs(ty_step)) * 8.0
+    if too_large.any():
+        increment[too_large] = np.inf
+        noise[too_large] = 0.0
     return increment, noise
 
 
 def _norms(v):
-    """Euclidean norms along the last axis without overflow or underflow of the squares (scaled by
-    max|v| first, as BLAS nrm2 does): np.linalg.norm of (1e200, 1e200) is inf and of
-    (1e-200, 1e-200) is 0.  inf or nan where the row holds one."""
-    v = np.abs(v)
-    top = v.max(axis=-1)
-    ok = (top > 0.0) & np.isfinite(top)
-    scale = np.where(ok, top, 1.0)
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        out = scale * np.sqrt(np.sum(np.square(v / scale[..., None]), axis=-1))
-    return np.where(ok, out, top)
+    """Euclidean norms along the last axis without overflow or underflow of the squares, as BLAS
+    nrm2: np.linalg.norm of (1e200, 1e200) is inf and of (1e-200, 1e-200) is 0.  The plain sum of
+    squares is exact to round-off where 1e-140 < norm < 1e140 (no square overflows, and squares that
+    underflow are below 1e-28 of the sum); elsewhere the rows are scaled by max|v| first.  inf or
+    nan where the row holds one."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        out = np.sqrt(np.einsum("...i,...i->...", v, v))
+        plain = (out > 1e-140) & (out < 1e140)
+        if plain.all():
+            return out
+        v = np.abs(v)
+        top = v.max(axis=-1)
+        ok = (top > 0.0) & np.isfinite(top)
+        scale = np.where(ok, top, 1.0)
+        scaled = scale * np.sqrt(np.sum(np.square(v / scale[..., None]), axis=-1))
+    return np.where(plain, out, np.where(ok, scaled, top))
 
 
 def _norm(v) -> float:
@@ -196,7 +203,7 @@ def _null_space_residuals(X, V):
     cost ~10×. mirror_argmin passes its equilibrated X (max|X| = 1), so XXᵀ cannot overflow.
     nan for a row that is not finite (a failed solve)."""
     out = np.full(V.shape[0], np.nan)
-    finite = np.all(np.isfinite(V), axis=1)
+    finite = np.isfinite(V).all(axis=1)
     if not finite.any():
         return out
     V = V[finite]
@@ -270,7 +277,7 @@ def _newton_directions(X, a, log_c, grad):
     s = log_w.max(axis=1)
     A = X * np.exp(0.5 * (log_w - s[:, None]))[:, None, :]
     H = A @ np.swapaxes(A, 1, 2)
-    mu = _EPS * np.trace(H, axis1=1, axis2=2)
+    mu = _EPS * np.einsum("bii->b", H)
     shifted = H + mu[:, None, None] * np.eye(X.shape[0])
     rhs = -grad[:, :, None]
     delta = np.full(grad.shape, np.nan)
@@ -288,7 +295,7 @@ def _newton_directions(X, a, log_c, grad):
                 solved = _spd_solve(shifted[b], rhs[b])
                 if solved is not None:
                     delta[b] = solved[:, 0]
-    ok = np.all(np.isfinite(delta), axis=1)
+    ok = np.isfinite(delta).all(axis=1)
     for b in np.flatnonzero(~ok):
         if not (np.all(np.isfinite(H[b])) and mu[b] > 0.0):
             continue
@@ -298,6 +305,27 @@ def _newton_directions(X, a, log_c, grad):
         if np.all(np.isfinite(step)):
             delta[b], ok[b] = step, True
     return delta, s, ok
+
+
+def _line_search(a, h, tau, log_c, ty, slope, h_noise):
+    """Armijo backtracking on the dual D along each row's direction (h = XᵀΔ): halve row b's step
+    τ_b (in place) until D(ν + τΔ) − D(ν) ≤ 1e-4·τ·slope + its round-off, at most 80 times.
+    Returns which rows accepted a step (call under np.errstate(over="ignore", invalid="ignore"):
+    a non-finite trial is rejected)."""
+    accepted = np.zeros(tau.size, dtype=bool)
+    trial = np.arange(tau.size)
+    for _ in range(80):
+        full = trial.size == tau.size
+        pick = (lambda v: v) if full else (lambda v: v[trial])
+        t = pick(tau)
+        increment, noise = _dual_increments(pick(a), pick(h), t, pick(log_c), t * pick(ty))
+        passed = np.isfinite(increment) & (increment <= 1e-4 * t * pick(slope) + noise + t * pick(h_noise))
+        accepted[trial[passed]] = True
+        trial = trial[~passed]
+        if trial.size == 0:
+            break
+        tau[trial] *= 0.5
+    return accepted
 
 
 def _python_max(x, y):
@@ -344,82 +372,73 @@ def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
     if start.any() and _interpolation_residual(X, y, y_norm) > INFEASIBLE:
         status[start] = "infeasible"  # the dual is unbounded: Newton would chase ν to infinity
     running = status == "max_iter"
-    while running.any():
-        rows = np.flatnonzero(running)
-        b_abs = np.abs(beta[rows])
-        # β may grow towards e^690 when no interpolator exists (ν diverges): the residual and its
-        # scales may then overflow, which ends the iteration as "failed" (never inf <= inf).
-        with np.errstate(over="ignore", invalid="ignore"):
-            grad = beta[rows] @ X.T - y
+    # β may grow towards e^690 when no interpolator exists (ν diverges): the residual, its scales,
+    # the direction or a trial may then overflow; every one is tested below and ends its row as
+    # "failed" (never inf <= inf), so overflows are not warned about.
+    with np.errstate(over="ignore", invalid="ignore"):
+        while running.any():
+            rows = np.flatnonzero(running)
+            sel = slice(None) if rows.size == B else rows  # a view while every row runs
+            beta_r, a_r, log_c_r = beta[sel], a[sel], log_c[sel]
+            grad = beta_r @ X.T - y
             res = _norms(grad)
             # Round-off floor of Xβ − y: the products X·β, and β's sensitivity m = 2c cosh(a) to
             # the rounding of a = Xᵀν + z0 (which cancels when z0 is large and β/c small).
-            m = np.exp(_log_two_c_cosh(a[rows], log_c[rows]))
-            a_scale = np.abs(nu[rows]) @ abs_X + np.abs(z0[rows])
+            m = np.exp(_log_two_c_cosh(a_r, log_c_r))
+            a_scale = np.abs(nu[sel]) @ abs_X + np.abs(z0[sel])
+            b_abs = np.abs(beta_r)
             scale = _python_max(y_norm, _norms(b_abs @ abs_X.T))
             floor = round_off * _norms((b_abs + m * a_scale) @ abs_X.T)
-        failed = ~(np.isfinite(res) & np.isfinite(scale) & np.isfinite(floor))
-        # A floor above 1e-6 relative means ν itself has blown up (e.g. an infeasible system,
-        # where ν diverges along null(Xᵀ)): that is not convergence.
-        floor = np.minimum(floor, _MAX_FLOOR * scale)
-        converged = ~failed & (res <= _python_max(tol * scale, floor))
-        status[rows[failed]] = "failed"
-        status[rows[converged]] = "converged"
-        go = ~failed & ~converged & (iterations[rows] < max_iter)
-        running[rows[~go]] = False
-        rows, grad = rows[go], grad[go]
-        if rows.size == 0:
-            break
-        direction, s, ok = _newton_directions(X, a[rows], log_c[rows], grad)
-        with np.errstate(over="ignore", invalid="ignore"):
-            # These overflow only far outside the representable range (no interpolator with
-            # |β| < e^690, where ν diverges); that ends the iteration as "failed".
+            failed = ~(np.isfinite(res) & np.isfinite(scale) & np.isfinite(floor))
+            # A floor above 1e-6 relative means ν itself has blown up (e.g. an infeasible system,
+            # where ν diverges along null(Xᵀ)): that is not convergence.
+            floor = np.minimum(floor, _MAX_FLOOR * scale)
+            converged = ~failed & (res <= _python_max(tol * scale, floor))
+            go = ~failed & ~converged & (iterations[sel] < max_iter)
+            if not go.all():
+                status[rows[failed]] = "failed"
+                status[rows[converged]] = "converged"
+                running[rows[~go]] = False
+                rows, grad, beta_r, a_r, log_c_r = rows[go], grad[go], beta_r[go], a_r[go], log_c_r[go]
+                if rows.size == 0:
+                    break
+            direction, s, ok = _newton_directions(X, a_r, log_c_r, grad)
             h = direction @ X
             slope = np.einsum("bi,bi->b", grad, direction)  # < 0: −gradᵀH̃⁻¹grad
             ty = direction @ y
-            h_max = np.max(np.abs(h), axis=1)
-        ok &= (0.0 < h_max) & (h_max < np.inf) & np.isfinite(slope) & np.isfinite(ty)
-        status[rows[~ok]] = "failed"
-        running[rows[~ok]] = False
-        rows, direction, s, h, slope, ty, h_max = (v[ok] for v in (rows, direction, s, h, slope, ty, h_max))
-        if rows.size == 0:
-            break
-        # The full Newton step is e^{−s}·direction; never change an exponent by more than
-        # _MAX_EXPONENT_STEP in one trial. Computed in logs: e^{−s} may overflow.
-        with np.errstate(over="ignore"):
+            h_max = np.abs(h).max(axis=1)
+            ok &= (0.0 < h_max) & (h_max < np.inf) & np.isfinite(slope) & np.isfinite(ty)
+            if not ok.all():
+                status[rows[~ok]] = "failed"
+                running[rows[~ok]] = False
+                rows, direction, s, h, slope, ty, h_max, beta_r, a_r, log_c_r = (
+                    v[ok] for v in (rows, direction, s, h, slope, ty, h_max, beta_r, a_r, log_c_r))
+                if rows.size == 0:
+                    break
+            # The full Newton step is e^{−s}·direction; never change an exponent by more than
+            # _MAX_EXPONENT_STEP in one trial. Computed in logs: e^{−s} may overflow.
             tau = np.exp(np.minimum(-s, np.log(_MAX_EXPONENT_STEP / h_max)))
-        # Round-off of h = XᵀΔ (≤ n·eps·|X|ᵀ|Δ|) enters the increment through β·h: it matters when
-        # Δ is huge along coordinates still at the tiny scale c (curvature μ) and cancels in h on
-        # the support, and the Armijo test must not reject a step for a decrease it cannot resolve.
-        with np.errstate(over="ignore", invalid="ignore"):
-            h_noise = n * _EPS * np.einsum("bj,bj->b", np.abs(beta[rows]), np.abs(direction) @ abs_X)
-        a_rows, log_c_rows = a[rows], log_c[rows]
-        accepted = np.zeros(rows.size, dtype=bool)
-        trial = np.arange(rows.size)
-        for _ in range(80):
-            with np.errstate(over="ignore", invalid="ignore"):  # a non-finite trial is rejected
-                increment, noise = _dual_increments(a_rows[trial], h[trial], tau[trial], log_c_rows[trial],
-                                                    tau[trial] * ty[trial])
-                bound = 1e-4 * tau[trial] * slope[trial] + noise + tau[trial] * h_noise[trial]
-            passed = np.isfinite(increment) & (increment <= bound)
-            accepted[trial[passed]] = True
-            trial = trial[~passed]
-            tau[trial] *= 0.5
-            if trial.size == 0:
-                break
-        status[rows[~accepted]] = "failed"
-        running[rows[~accepted]] = False
-        rows, tau, direction = rows[accepted], tau[accepted], direction[accepted]
-        nu[rows] = nu[rows] + tau[:, None] * direction
-        a[rows] = nu[rows] @ X + z0[rows]
-        iterations[rows] += 1
-        # a recomputed from ν differs from the accepted trial a + τh by the round-off of Xᵀν,
-        # which is large only when ν has diverged (no interpolator): stop before e^a overflows
-        out_of_range = np.max(log_c[rows] + np.abs(a[rows]), axis=1) > _MAX_EXPONENT
-        status[rows[out_of_range]] = "failed"
-        running[rows[out_of_range]] = False
-        rows = rows[~out_of_range]
-        beta[rows] = _two_c_sinh(a[rows], log_c[rows])
+            # Round-off of h = XᵀΔ (≤ n·eps·|X|ᵀ|Δ|) enters the increment through β·h: it matters when
+            # Δ is huge along coordinates still at the tiny scale c (curvature μ) and cancels in h on
+            # the support, and the Armijo test must not reject a step for a decrease it cannot resolve.
+            h_noise = n * _EPS * np.einsum("bj,bj->b", np.abs(beta_r), np.abs(direction) @ abs_X)
+            accepted = _line_search(a_r, h, tau, log_c_r, ty, slope, h_noise)
+            if not accepted.all():
+                status[rows[~accepted]] = "failed"
+                running[rows[~accepted]] = False
+                rows, tau, direction = rows[accepted], tau[accepted], direction[accepted]
+            sel = slice(None) if rows.size == B else rows
+            nu[sel] += tau[:, None] * direction
+            a[sel] = nu[sel] @ X + z0[sel]
+            iterations[sel] += 1
+            # a recomputed from ν differs from the accepted trial a + τh by the round-off of Xᵀν,
+            # which is large only when ν has diverged (no interpolator): stop before e^a overflows
+            out_of_range = (log_c[sel] + np.abs(a[sel])).max(axis=1) > _MAX_EXPONENT
+            if out_of_range.any():
+                status[rows[out_of_range]] = "failed"
+                running[rows[out_of_range]] = False
+                sel = rows = rows[~out_of_range]
+            beta[sel] = _two_c_sinh(a[sel], log_c[sel])
 
     with np.errstate(over="ignore", invalid="ignore"):  # inf after a "failed" run, reported as such
         res = _norms(beta @ X_in.T - y_in)
