@@ -287,7 +287,11 @@ def _newton_directions(X, a, log_c, grad):
             spd = np.ones(len(s), dtype=bool)
         except np.linalg.LinAlgError:
             spd = np.array([_positive_definite(M) for M in shifted], dtype=bool)
-        solved = _spd_solve(shifted[spd], rhs[spd]) if spd.any() else None
+        solved = None
+        if spd.all():
+            solved = _spd_solve(shifted, rhs)
+        elif spd.any():
+            solved = _spd_solve(shifted[spd], rhs[spd])
         if solved is not None:
             delta[spd] = solved[:, :, 0]
         else:  # one singular matrix fails the whole stack: solve one by one
