@@ -1,8 +1,8 @@
 """The theory side of the DLN simulator: pure mathematics on NumPy arrays (docs/theory.md).
 
 - :mod:`analysis.potentials`: q, φ_c, Bregman divergence, depth-D potential (§1, §2, §3.1).
-- :mod:`analysis.predict`: mirror_argmin (dual Newton, log domain), min-ℓ1, min-ℓ2, weighted
-  Lasso (§2.2, §9, §15).
+- :mod:`analysis.predict`: mirror_argmin (dual Newton, log domain; mirror_argmin_batch for many
+  (c, z0) on one (X, y)), min-ℓ1, min-ℓ2, weighted Lasso (§2.2, §9, §15).
 - :mod:`analysis.effective`: effective α, gains, discrete-time bookkeeping (§4–§8).
 - :mod:`analysis.formulas`: NumPy closed forms of the DLN derivatives (§7).
 - :mod:`analysis.symbolic`: SymPy derivations with self-checks (imported lazily: SymPy is slow
@@ -35,6 +35,7 @@ from analysis.predict import (
     min_l1,
     min_l2,
     mirror_argmin,
+    mirror_argmin_batch,
     weighted_lasso,
 )
 
@@ -45,8 +46,8 @@ __all__ = [
     "gd_continuous_log_c", "gd_log_c_from_steps", "gd_log_c_increment", "gd_tilt_from_steps",
     "gd_tilt_increment", "gr_first_order_log_c", "grad_phi", "h_D", "h_D_inv",
     "label_noise_lasso_weights", "lasso_kkt_violation", "log_c_from_integral", "min_l1", "min_l2",
-    "mirror_argmin", "phi", "phi_D", "q", "q_D", "q_even", "q_prime", "sgd_continuous_log_c",
-    "tilted_z0", "weighted_lasso", *_SYMBOLIC,
+    "mirror_argmin", "mirror_argmin_batch", "phi", "phi_D", "q", "q_D", "q_even", "q_prime",
+    "sgd_continuous_log_c", "tilted_z0", "weighted_lasso", *_SYMBOLIC,
 ]
 
 

@@ -2,7 +2,8 @@
 
 - :func:`mirror_argmin`: argmin_{Xβ=y} φ_c(β) − ⟨z0, β⟩ by damped Newton on the n-dimensional
   dual, entirely in the log domain (any c with ln c + |z0| < 690, e.g. 1e-300 … 1e299, or
-  ``log_c`` down to −1000 and below).
+  ``log_c`` down to −1000 and below); :func:`mirror_argmin_batch`: many (c, z0) on one (X, y)
+  in one batched iteration (the sweeps' predictions).
 - :func:`min_l1` (α → 0 limit, LP), :func:`min_l2` (α → ∞ limit).
 - :func:`weighted_lasso` and :func:`label_noise_lasso_weights` (label-noise SGD, §9).
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from analysis.potentials import asinh_ratio
 
@@ -132,45 +132,91 @@ def _log_two_c_cosh(a, log_c):
     return log_c + abs_a + np.log1p(np.exp(-2.0 * abs_a))
 
 
-def _dual_increment(a, h, t, log_c, ty_step):
-    """D(ν + tΔ) − D(ν) for D(ν) = Σ 2c cosh(Xᵀν + z0) − νᵀy, with a = Xᵀν + z0, h = XᵀΔ.
+def _dual_increments(a, h, t, log_c, ty_step):
+    """Per row b: D(ν + t_bΔ_b) − D(ν) for D(ν) = Σ 2c cosh(Xᵀν + z0) − νᵀy, with a = Xᵀν + z0 and
+    h = XᵀΔ of shape (B, d), t and ty_step = t·Δᵀy of shape (B,).
 
     Uses cosh(a + th) − cosh(a) = 2 sinh(a + th/2)·sinh(th/2), every factor in the log
     domain, so the increment is computed without forming D (which may overflow) and
-    without the cancellation of a difference of two large values. Returns (increment,
-    round-off scale of the increment); +inf if a trial exponent is too large.
+    without the cancellation of a difference of two large values. Returns (increments,
+    round-off scales of the increments); +inf where a trial exponent is too large.
     """
-    b = a + 0.5 * t * h
-    s = 0.5 * t * h
+    s = 0.5 * t[:, None] * h
+    b = a + s
     abs_b, abs_s = np.abs(b), np.abs(s)
     exponent = log_c + abs_b + abs_s
-    if exponent.max() > _MAX_EXPONENT:
-        return np.inf, 0.0
+    too_large = exponent.max(axis=1) > _MAX_EXPONENT
+    # overflows only in the rows returned as +inf (the caller ignores over and invalid)
     terms = (np.sign(b) * np.sign(s)) * np.exp(exponent) * np.expm1(-2.0 * abs_b) * np.expm1(-2.0 * abs_s)
-    increment = terms.sum() - ty_step
-    noise = _EPS * (np.abs(terms).sum() + abs(ty_step)) * 8.0
+    increment = terms.sum(axis=1) - ty_step
+    noise = _EPS * (np.abs(terms).sum(axis=1) + np.abs(ty_step)) * 8.0
+    if too_large.any():
+        increment[too_large] = np.inf
+        noise[too_large] = 0.0
     return increment, noise
 
 
+def _norms(v):
+    """Euclidean norms along the last axis without overflow or underflow of the squares, as BLAS
+    nrm2: np.linalg.norm of (1e200, 1e200) is inf and of (1e-200, 1e-200) is 0.  The plain sum of
+    squares is exact to round-off where 1e-140 < norm < 1e140 (no square overflows, and squares that
+    underflow are below 1e-28 of the sum); elsewhere the rows are scaled by max|v| first.  inf or
+    nan where the row holds one."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        out = np.sqrt(np.einsum("...i,...i->...", v, v))
+        plain = (out > 1e-140) & (out < 1e140)
+        if plain.all():
+            return out
+        v = np.abs(v)
+        top = v.max(axis=-1)
+        ok = (top > 0.0) & np.isfinite(top)
+        scale = np.where(ok, top, 1.0)
+        scaled = scale * np.sqrt(np.sum(np.square(v / scale[..., None]), axis=-1))
+    return np.where(plain, out, np.where(ok, scaled, top))
+
+
 def _norm(v) -> float:
-    """Euclidean norm without overflow or underflow of the squares (BLAS nrm2 scales as it goes):
-    np.linalg.norm of (1e200, 1e200) is inf and of (1e-200, 1e-200) is 0."""
-    return float(scipy.linalg.norm(v, check_finite=False))
+    """:func:`_norms` of one vector."""
+    return float(_norms(np.asarray(v, dtype=float)))
 
 
-def _null_space_residual(X, v):
-    """‖P_null(X) v‖ = ‖v − Xᵀ(XXᵀ)⁻¹Xv‖ (normal equations plus one refinement step; lstsq
-    if XXᵀ is singular). O(n²d), like one Newton iteration; a QR of Xᵀ would cost ~10×.
-    mirror_argmin passes its equilibrated X (max|X| = 1), so XXᵀ cannot overflow."""
-    G = X @ X.T
+def _positive_definite(M) -> bool:
     try:
-        factor = scipy.linalg.cho_factor(G, check_finite=False)
-        coef = scipy.linalg.cho_solve(factor, X @ v, check_finite=False)
-        perp = v - X.T @ coef
-        coef = coef + scipy.linalg.cho_solve(factor, X @ perp, check_finite=False)
+        np.linalg.cholesky(M)
     except np.linalg.LinAlgError:
-        coef = np.linalg.lstsq(X.T, v, rcond=None)[0]
-    return _norm(v - X.T @ coef)
+        return False
+    return True
+
+
+def _spd_solve(G, rhs):
+    """G⁻¹·rhs for G positive definite (tested by a Cholesky before), rhs of shape (..., n, k); None
+    if a G of the stack is singular after all (a Cholesky may pass a rank-deficient G by round-off)."""
+    try:
+        return np.linalg.solve(G, rhs)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _null_space_residuals(X, V):
+    """‖P_null(X) v‖ = ‖v − Xᵀ(XXᵀ)⁻¹Xv‖ for each row v of V (normal equations plus one refinement
+    step; lstsq if XXᵀ is singular). O(n²d) per row, like one Newton iteration; a QR of Xᵀ would
+    cost ~10×. mirror_argmin passes its equilibrated X (max|X| = 1), so XXᵀ cannot overflow.
+    nan for a row that is not finite (a failed solve)."""
+    out = np.full(V.shape[0], np.nan)
+    finite = np.isfinite(V).all(axis=1)
+    if not finite.any():
+        return out
+    V = V[finite]
+    G = X @ X.T
+    coef = _spd_solve(G, X @ V.T) if _positive_definite(G) else None
+    if coef is not None:
+        perp = V - (X.T @ coef).T
+        refine = _spd_solve(G, X @ perp.T)
+        coef = None if refine is None else coef + refine
+    if coef is None:
+        coef = np.linalg.lstsq(X.T, V.T, rcond=None)[0]
+    out[finite] = _norms(V - (X.T @ coef).T)
+    return out
 
 
 def _interpolation_residual(X, y, y_norm) -> float:
@@ -181,15 +227,15 @@ def _interpolation_residual(X, y, y_norm) -> float:
     if y_norm == 0.0:
         return 0.0
     with np.errstate(over="ignore", invalid="ignore"):
-        try:
-            factor = scipy.linalg.cho_factor(X @ X.T, check_finite=False)
-            w = scipy.linalg.cho_solve(factor, y, check_finite=False)
-            res = _norm(X @ (X.T @ w) - y) / y_norm
+        G = X @ X.T
+        w = None
+        if np.all(np.isfinite(G)) and np.all(np.isfinite(y)) and _positive_definite(G):
+            w = _spd_solve(G, y[:, None])
+        if w is not None:
+            res = _norm(X @ (X.T @ w[:, 0]) - y) / y_norm
             if np.isfinite(res) and res <= INFEASIBLE:
                 return res
-        except np.linalg.LinAlgError:
-            pass
-        beta = scipy.linalg.lstsq(X, y, check_finite=False)[0]
+        beta = np.linalg.lstsq(X, y, rcond=None)[0]
         res = _norm(X @ beta - y) / y_norm
     return res if np.isfinite(res) else np.inf
 
@@ -213,35 +259,203 @@ def interpolation_residual(X, y) -> float:
     return _interpolation_residual(X, y, y_norm)
 
 
-def _newton_direction(X, a, log_c, grad):
-    """Newton direction up to a positive factor: returns (Δ̃, s) with the Newton step e^{−s}Δ̃.
+def _newton_directions(X, a, log_c, grad):
+    """Newton directions of B dual problems up to positive factors: returns (Δ̃, s, ok) with the
+    Newton step e^{−s_b}Δ̃_b of row b (a, log_c, grad of shapes (B, d), (B, d), (B, n)); rows where
+    ``ok`` is False have none (the linear algebra broke down).
 
     The Hessian X diag(w) Xᵀ, w = 2c cosh a, is formed as e^{s}·(Ã Ãᵀ) with s = max ln w and
     Ã = X·exp((ln w − s)/2), so its entries neither underflow (ln c = −1000) nor overflow
     (mirror_argmin passes its equilibrated X, max|X| = 1). Directions whose curvature is below
     round-off (μ = eps·tr H̃: coordinates still at the tiny scale c while others are O(1)) get the
     curvature μ instead of a round-off value: the step there is large (then capped by the line
-    search) rather than zero, as in exact arithmetic. Cholesky of H̃ + μI; if even that fails, an
-    eigen-decomposition with eigenvalues clipped at μ.
+    search) rather than zero, as in exact arithmetic. Cholesky of H̃ + μI (as the test of
+    positive definiteness) and a solve; if the Cholesky fails, an eigen-decomposition with
+    eigenvalues clipped at μ.
     """
     log_w = _log_two_c_cosh(a, log_c)
-    s = float(log_w.max())
-    A = X * np.exp(0.5 * (log_w - s))
-    H = A @ A.T
-    mu = _EPS * float(np.trace(H))
-    try:
-        factor = scipy.linalg.cho_factor(H + mu * np.eye(H.shape[0]), check_finite=False)
-        delta = scipy.linalg.cho_solve(factor, -grad, check_finite=False)
-        if np.all(np.isfinite(delta)):
-            return delta, s
-    except np.linalg.LinAlgError:
-        pass
-    if not (np.all(np.isfinite(H)) and mu > 0.0):
-        return None, s
-    eigval, eigvec = np.linalg.eigh(H)
-    with np.errstate(over="ignore", invalid="ignore"):  # a residual near 1e300: checked below
-        delta = -eigvec @ ((eigvec.T @ grad) / np.maximum(eigval, mu))
-    return (delta if np.all(np.isfinite(delta)) else None), s
+    s = log_w.max(axis=1)
+    A = X * np.exp(0.5 * (log_w - s[:, None]))[:, None, :]
+    H = A @ np.swapaxes(A, 1, 2)
+    mu = _EPS * np.einsum("bii->b", H)
+    shifted = H + mu[:, None, None] * np.eye(X.shape[0])
+    rhs = -grad[:, :, None]
+    delta = np.full(grad.shape, np.nan)
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            np.linalg.cholesky(shifted)
+            spd = np.ones(len(s), dtype=bool)
+        except np.linalg.LinAlgError:
+            spd = np.array([_positive_definite(M) for M in shifted], dtype=bool)
+        solved = None
+        if spd.all():
+            solved = _spd_solve(shifted, rhs)
+        elif spd.any():
+            solved = _spd_solve(shifted[spd], rhs[spd])
+        if solved is not None:
+            delta[spd] = solved[:, :, 0]
+        else:  # one singular matrix fails the whole stack: solve one by one
+            for b in np.flatnonzero(spd):
+                solved = _spd_solve(shifted[b], rhs[b])
+                if solved is not None:
+                    delta[b] = solved[:, 0]
+    ok = np.isfinite(delta).all(axis=1)
+    for b in np.flatnonzero(~ok):
+        if not (np.all(np.isfinite(H[b])) and mu[b] > 0.0):
+            continue
+        eigval, eigvec = np.linalg.eigh(H[b])
+        with np.errstate(over="ignore", invalid="ignore"):  # a residual near 1e300: checked below
+            step = -eigvec @ ((eigvec.T @ grad[b]) / np.maximum(eigval, mu[b]))
+        if np.all(np.isfinite(step)):
+            delta[b], ok[b] = step, True
+    return delta, s, ok
+
+
+def _line_search(a, h, tau, log_c, ty, slope, h_noise):
+    """Armijo backtracking on the dual D along each row's direction (h = XᵀΔ): halve row b's step
+    τ_b (in place) until D(ν + τΔ) − D(ν) ≤ 1e-4·τ·slope + its round-off, at most 80 times.
+    Returns which rows accepted a step (call under np.errstate(over="ignore", invalid="ignore"):
+    a non-finite trial is rejected)."""
+    accepted = np.zeros(tau.size, dtype=bool)
+    trial = np.arange(tau.size)
+    for _ in range(80):
+        full = trial.size == tau.size
+        pick = (lambda v: v) if full else (lambda v: v[trial])
+        t = pick(tau)
+        increment, noise = _dual_increments(pick(a), pick(h), t, pick(log_c), t * pick(ty))
+        passed = np.isfinite(increment) & (increment <= 1e-4 * t * pick(slope) + noise + t * pick(h_noise))
+        accepted[trial[passed]] = True
+        trial = trial[~passed]
+        if trial.size == 0:
+            break
+        tau[trial] *= 0.5
+    return accepted
+
+
+def _python_max(x, y):
+    """max(x, y) elementwise as Python's max: x unless y > x (a nan y gives x)."""
+    return np.where(y > x, y, x)
+
+
+#: Rows of a batched solve whose Hessian factors (B, n, d) stay below this many elements.
+_BATCH_ELEMENTS = 1 << 22
+
+
+def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
+    """The damped Newton iteration of :func:`mirror_argmin` for the rows of ``log_c`` and ``z0``
+    (shape (B, d)) on one validated (X, y); rows iterate independently (each its own line search,
+    test and status), the arithmetic is shared."""
+    n, d = X.shape
+    step = max(1, _BATCH_ELEMENTS // (n * d))
+    if log_c.shape[0] > step:
+        return [r for lo in range(0, log_c.shape[0], step)
+                for r in _mirror_argmin_rows(X, y, log_c[lo:lo + step], z0[lo:lo + step], tol, max_iter)]
+    # Equilibrate: Xβ = y ⇔ (X/σ)β = y/σ with σ = max|X|, and the dual of the scaled system is
+    # ν̂ = σν, so the iteration never meets the scale of X (1e±300); β is unchanged.
+    X_in, y_in = X, y
+    sigma = float(np.max(np.abs(X)))
+    if sigma > 0.0:
+        with np.errstate(over="ignore"):  # y/σ beyond float64 is caught below
+            X, y = X / sigma, y / sigma
+    abs_X = np.abs(X)
+    with np.errstate(over="ignore"):
+        y_norm = _norm(y)
+    round_off = 4.0 * np.sqrt(d) * _EPS
+
+    B = log_c.shape[0]
+    nu = np.zeros((B, n))
+    a = z0.copy()
+    beta = np.zeros((B, d))
+    status = np.full(B, "max_iter", dtype=object)
+    iterations = np.zeros(B, dtype=np.int64)
+    start = np.max(log_c + np.abs(a), axis=1) <= _MAX_EXPONENT
+    if not np.isfinite(y_norm):
+        start[:] = False
+    status[~start] = "failed"  # the starting point itself is out of range, or y/max|X| overflows
+    beta[start] = _two_c_sinh(a[start], log_c[start])
+    if start.any() and _interpolation_residual(X, y, y_norm) > INFEASIBLE:
+        status[start] = "infeasible"  # the dual is unbounded: Newton would chase ν to infinity
+    running = status == "max_iter"
+    # β may grow towards e^690 when no interpolator exists (ν diverges): the residual, its scales,
+    # the direction or a trial may then overflow; every one is tested below and ends its row as
+    # "failed" (never inf <= inf), so overflows are not warned about.
+    with np.errstate(over="ignore", invalid="ignore"):
+        while running.any():
+            rows = np.flatnonzero(running)
+            sel = slice(None) if rows.size == B else rows  # a view while every row runs
+            beta_r, a_r, log_c_r = beta[sel], a[sel], log_c[sel]
+            grad = beta_r @ X.T - y
+            res = _norms(grad)
+            # Round-off floor of Xβ − y: the products X·β, and β's sensitivity m = 2c cosh(a) to
+            # the rounding of a = Xᵀν + z0 (which cancels when z0 is large and β/c small).
+            m = np.exp(_log_two_c_cosh(a_r, log_c_r))
+            a_scale = np.abs(nu[sel]) @ abs_X + np.abs(z0[sel])
+            b_abs = np.abs(beta_r)
+            scale = _python_max(y_norm, _norms(b_abs @ abs_X.T))
+            floor = round_off * _norms((b_abs + m * a_scale) @ abs_X.T)
+            failed = ~(np.isfinite(res) & np.isfinite(scale) & np.isfinite(floor))
+            # A floor above 1e-6 relative means ν itself has blown up (e.g. an infeasible system,
+            # where ν diverges along null(Xᵀ)): that is not convergence.
+            floor = np.minimum(floor, _MAX_FLOOR * scale)
+            converged = ~failed & (res <= _python_max(tol * scale, floor))
+            go = ~failed & ~converged & (iterations[sel] < max_iter)
+            if not go.all():
+                status[rows[failed]] = "failed"
+                status[rows[converged]] = "converged"
+                running[rows[~go]] = False
+                rows, grad, beta_r, a_r, log_c_r = rows[go], grad[go], beta_r[go], a_r[go], log_c_r[go]
+                if rows.size == 0:
+                    break
+            direction, s, ok = _newton_directions(X, a_r, log_c_r, grad)
+            h = direction @ X
+            slope = np.einsum("bi,bi->b", grad, direction)  # < 0: −gradᵀH̃⁻¹grad
+            ty = direction @ y
+            h_max = np.abs(h).max(axis=1)
+            ok &= (0.0 < h_max) & (h_max < np.inf) & np.isfinite(slope) & np.isfinite(ty)
+            if not ok.all():
+                status[rows[~ok]] = "failed"
+                running[rows[~ok]] = False
+                rows, direction, s, h, slope, ty, h_max, beta_r, a_r, log_c_r = (
+                    v[ok] for v in (rows, direction, s, h, slope, ty, h_max, beta_r, a_r, log_c_r))
+                if rows.size == 0:
+                    break
+            # The full Newton step is e^{−s}·direction; never change an exponent by more than
+            # _MAX_EXPONENT_STEP in one trial. Computed in logs: e^{−s} may overflow.
+            tau = np.exp(np.minimum(-s, np.log(_MAX_EXPONENT_STEP / h_max)))
+            # Round-off of h = XᵀΔ (≤ n·eps·|X|ᵀ|Δ|) enters the increment through β·h: it matters when
+            # Δ is huge along coordinates still at the tiny scale c (curvature μ) and cancels in h on
+            # the support, and the Armijo test must not reject a step for a decrease it cannot resolve.
+            h_noise = n * _EPS * np.einsum("bj,bj->b", np.abs(beta_r), np.abs(direction) @ abs_X)
+            accepted = _line_search(a_r, h, tau, log_c_r, ty, slope, h_noise)
+            if not accepted.all():
+                status[rows[~accepted]] = "failed"
+                running[rows[~accepted]] = False
+                rows, tau, direction = rows[accepted], tau[accepted], direction[accepted]
+            sel = slice(None) if rows.size == B else rows
+            nu[sel] += tau[:, None] * direction
+            a[sel] = nu[sel] @ X + z0[sel]
+            iterations[sel] += 1
+            # a recomputed from ν differs from the accepted trial a + τh by the round-off of Xᵀν,
+            # which is large only when ν has diverged (no interpolator): stop before e^a overflows
+            out_of_range = (log_c[sel] + np.abs(a[sel])).max(axis=1) > _MAX_EXPONENT
+            if out_of_range.any():
+                status[rows[out_of_range]] = "failed"
+                running[rows[out_of_range]] = False
+                sel = rows = rows[~out_of_range]
+            beta[sel] = _two_c_sinh(a[sel], log_c[sel])
+
+    with np.errstate(over="ignore", invalid="ignore"):  # inf after a "failed" run, reported as such
+        res = _norms(beta @ X_in.T - y_in)
+        y_norm = _norm(y_in)
+        nu = nu / sigma if sigma > 0.0 else nu
+    res = np.where(np.isfinite(res), res, np.inf)
+    primal_residual = res / y_norm if y_norm > 0 else res
+    mirror = asinh_ratio(beta, log_c) - z0
+    with np.errstate(invalid="ignore"):
+        kkt_residual = _null_space_residuals(X, mirror) / np.maximum(_norms(mirror), 1e-300)
+    return [MirrorResult(beta=beta[b].copy(), nu=nu[b].copy(), primal_residual=float(primal_residual[b]),
+                         kkt_residual=float(kkt_residual[b]), status=str(status[b]), iterations=int(iterations[b]))
+            for b in range(B)]
 
 
 def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200):
@@ -256,6 +470,7 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
     Armijo backtracking on D; every hyperbolic function is evaluated in the log domain
     (``2c sinh a = sign(a) e^{ln c + |a|}(1 − e^{−2|a|})``) and D only through stable
     increments, so nothing overflows for any c. Cost per iteration O(n²d + n³).
+    :func:`mirror_argmin_batch` solves many (c, z0) on one (X, y) at once.
 
     Uses (§15): Woodworth c = α²; general init c = u0⊙v0, z0 = ln(u0/v0); GD/SGD exact
     c = exp(ln c_∞), z0 = −2Φ (:func:`analysis.effective.tilted_z0`).
@@ -299,118 +514,64 @@ def mirror_argmin(X, y, c=None, z0=None, *, log_c=None, tol=1e-13, max_iter=200)
     else:
         log_c = _as_coordinate_vector(log_c, "log_c", d, who)
     z0 = np.zeros(d) if z0 is None else _as_coordinate_vector(z0, "z0", d, who)
+    _check_iteration(tol, max_iter, who)
+    return _mirror_argmin_rows(X, y, log_c[None, :], z0[None, :], tol, max_iter)[0]
+
+
+def mirror_argmin_batch(X, y, log_c, z0=None, *, tol=1e-13, max_iter=200) -> list:
+    """:func:`mirror_argmin` for B problems on one (X, y): ``argmin_{Xβ = y} φ_{c_b}(β) − ⟨z0_b, β⟩``
+    for each row b of ``log_c`` (and ``z0``), in one batched iteration (the fixed cost of B
+    separate calls is paid once; each row keeps its own line search, stopping test and status).
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+    y : array_like, shape (n,)
+    log_c : array_like, shape (B, d)
+        ln c of each problem.
+    z0 : array_like of shape (B, d), optional
+        Tilt of each problem (default 0).
+    tol, max_iter :
+        As in :func:`mirror_argmin`.
+
+    Returns
+    -------
+    list of MirrorResult
+        One per row, the result :func:`mirror_argmin` gives for that row alone (the same
+        iteration; batched arithmetic, so equal to round-off).
+    """
+    who = "mirror_argmin_batch"
+    X = _as_matrix(X, who)
+    n, d = X.shape
+    y = _as_target(y, n, who)
+    log_c = _as_rows(log_c, "log_c", d, who)
+    z0 = np.zeros_like(log_c) if z0 is None else _as_rows(z0, "z0", d, who)
+    if z0.shape != log_c.shape:
+        raise ValueError(f"The 'z0' parameter of {who} must have the shape of log_c {log_c.shape}. "
+                         f"Got shape {z0.shape} instead.")
+    _check_iteration(tol, max_iter, who)
+    if log_c.shape[0] == 0:
+        return []
+    return _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter)
+
+
+def _as_rows(value, name, d, who):
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] != d:
+        raise ValueError(f"The '{name}' parameter of {who} must have shape (B, {d}). Got shape {arr.shape} instead.")
+    if not np.all(np.isfinite(arr)):
+        bad = arr[~np.isfinite(arr)].flat[0]
+        raise ValueError(f"The '{name}' parameter of {who} must be finite. Got {_fmt(bad)} instead.")
+    return np.array(arr)
+
+
+def _check_iteration(tol, max_iter, who):
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"The 'tol' parameter of {who} must be > 0. Got {_fmt(tol)} instead.")
     if int(max_iter) != max_iter or max_iter < 1:
         raise ValueError(f"The 'max_iter' parameter of {who} must be a positive integer. Got {max_iter!r} instead.")
 
-    # Equilibrate: Xβ = y ⇔ (X/σ)β = y/σ with σ = max|X|, and the dual of the scaled system is
-    # ν̂ = σν, so the iteration never meets the scale of X (1e±300); β is unchanged.
-    X_in, y_in = X, y
-    sigma = float(np.max(np.abs(X)))
-    if sigma > 0.0:
-        with np.errstate(over="ignore"):  # y/σ beyond float64 is caught below
-            X, y = X / sigma, y / sigma
-    abs_X = np.abs(X)
-    with np.errstate(over="ignore"):
-        y_norm = _norm(y)
-    round_off = 4.0 * np.sqrt(d) * _EPS
 
-    nu = np.zeros(n)
-    a = z0.copy()
-    status = "max_iter"
-    iterations = 0
-    if np.max(log_c + np.abs(a)) > _MAX_EXPONENT or not np.isfinite(y_norm):
-        status = "failed"  # the starting point itself is out of range, or y/max|X| overflows
-        beta = np.zeros(d)
-    else:
-        beta = _two_c_sinh(a, log_c)
-        if _interpolation_residual(X, y, y_norm) > INFEASIBLE:
-            status = "infeasible"  # the dual is unbounded: Newton would chase ν to infinity
-    while status == "max_iter":
-        # β may grow towards e^690 when no interpolator exists (ν diverges): the residual and its
-        # scales may then overflow, which ends the iteration as "failed" (never inf <= inf).
-        with np.errstate(over="ignore", invalid="ignore"):
-            grad = X @ beta - y
-            res = _norm(grad)
-            # Round-off floor of Xβ − y: the products X·β, and β's sensitivity m = 2c cosh(a) to
-            # the rounding of a = Xᵀν + z0 (which cancels when z0 is large and β/c small).
-            m = np.exp(_log_two_c_cosh(a, log_c))
-            a_scale = abs_X.T @ np.abs(nu) + np.abs(z0)
-            scale = max(y_norm, _norm(abs_X @ np.abs(beta)))
-            floor = round_off * _norm(abs_X @ (np.abs(beta) + m * a_scale))
-        if not (np.isfinite(res) and np.isfinite(scale) and np.isfinite(floor)):
-            status = "failed"
-            break
-        # A floor above 1e-6 relative means ν itself has blown up (e.g. an infeasible system,
-        # where ν diverges along null(Xᵀ)): that is not convergence.
-        floor = min(floor, _MAX_FLOOR * scale)
-        if res <= max(tol * scale, floor):
-            status = "converged"
-            break
-        if iterations >= max_iter:
-            break
-        direction, s = _newton_direction(X, a, log_c, grad)
-        if direction is None:
-            status = "failed"
-            break
-        with np.errstate(over="ignore", invalid="ignore"):
-            # These overflow only far outside the representable range (no interpolator with
-            # |β| < e^690, where ν diverges); that ends the iteration as "failed".
-            h = X.T @ direction
-            slope = float(grad @ direction)  # < 0: −gradᵀH̃⁻¹grad
-            ty = float(direction @ y)
-        h_max = float(np.max(np.abs(h)))
-        if not (0.0 < h_max < np.inf and np.isfinite(slope) and np.isfinite(ty)):
-            status = "failed"
-            break
-        # The full Newton step is e^{−s}·direction; never change an exponent by more than
-        # _MAX_EXPONENT_STEP in one trial. Computed in logs: e^{−s} may overflow.
-        tau = float(np.exp(min(-s, np.log(_MAX_EXPONENT_STEP / h_max))))
-        # Round-off of h = XᵀΔ (≤ n·eps·|X|ᵀ|Δ|) enters the increment through β·h: it matters when
-        # Δ is huge along coordinates still at the tiny scale c (curvature μ) and cancels in h on
-        # the support, and the Armijo test must not reject a step for a decrease it cannot resolve.
-        with np.errstate(over="ignore", invalid="ignore"):
-            h_noise = n * _EPS * float(np.abs(beta) @ (abs_X.T @ np.abs(direction)))
-        accepted = False
-        for _ in range(80):
-            with np.errstate(over="ignore", invalid="ignore"):  # a non-finite trial is rejected
-                increment, noise = _dual_increment(a, h, tau, log_c, tau * ty)
-                bound = 1e-4 * tau * slope + noise + tau * h_noise
-            if np.isfinite(increment) and increment <= bound:
-                accepted = True
-                break
-            tau *= 0.5
-        if not accepted:
-            status = "failed"
-            break
-        nu = nu + tau * direction
-        a = X.T @ nu + z0
-        iterations += 1
-        if np.max(log_c + np.abs(a)) > _MAX_EXPONENT:
-            # a recomputed from ν differs from the accepted trial a + τh by the round-off of Xᵀν,
-            # which is large only when ν has diverged (no interpolator): stop before e^a overflows
-            status = "failed"
-            break
-        beta = _two_c_sinh(a, log_c)
-
-    with np.errstate(over="ignore", invalid="ignore"):  # inf after a "failed" run, reported as such
-        res = _norm(X_in @ beta - y_in)
-        y_norm = _norm(y_in)
-        nu = nu / sigma if sigma > 0.0 else nu
-    res = res if np.isfinite(res) else np.inf
-    primal_residual = res / y_norm if y_norm > 0 else res
-    mirror = asinh_ratio(beta, log_c) - z0
-    mirror_norm = _norm(mirror)
-    kkt_residual = _null_space_residual(X, mirror) / max(mirror_norm, 1e-300)
-    return MirrorResult(
-        beta=beta,
-        nu=nu,
-        primal_residual=primal_residual,
-        kkt_residual=kkt_residual,
-        status=status,
-        iterations=iterations,
-    )
 
 
 # --------------------------------------------------------------------------------------

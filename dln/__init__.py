@@ -14,14 +14,30 @@ Python API (docs/design.md §5 names):
 """
 from . import methods
 from .errors import DLNError
-from .estimator import DiagonalLinearNetwork
 from .model import State, initial_state
 from .problem import Problem, load_problem, make_problem, save_problem
 from .simulate import simulate
 from .sweep import merge, sweep
-from .trajectory import load_trajectory
 
 __version__ = "0.1.0"
+
+#: Names imported on first use (PEP 562): a sweep or a simulation does not need their modules.
+_LAZY = {"DiagonalLinearNetwork": "estimator", "load_trajectory": "trajectory"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = ["DLNError", "DiagonalLinearNetwork", "Problem", "State", "initial_state", "load_problem",
            "load_trajectory", "make_problem", "merge", "methods", "save_problem", "simulate", "sweep"]

@@ -12,8 +12,6 @@ import numpy as np
 
 from . import memory
 from . import methods as _methods
-from .discrete import Recording, iterate
-from .discrete import HeavyBall
 from .errors import check_choice, fail
 from .integrate import DEFAULT_RTOL, Result, flow
 from .model import initial_state
@@ -32,9 +30,15 @@ RUN_KEYS = KEY_COLUMNS
 
 
 def mirror_argmin(*args, **kwargs):
-    """``analysis.predict.mirror_argmin``, imported on first use (it loads scipy.optimize, which
-    ``import dln`` does not need)."""
+    """``analysis.predict.mirror_argmin``, imported on first use (``import dln`` does not need it)."""
     from analysis.predict import mirror_argmin as solve
+
+    return solve(*args, **kwargs)
+
+
+def mirror_argmin_batch(*args, **kwargs):
+    """``analysis.predict.mirror_argmin_batch``, imported on first use."""
+    from analysis.predict import mirror_argmin_batch as solve
 
     return solve(*args, **kwargs)
 
@@ -123,6 +127,8 @@ def run_batch(problem: Problem, method: str = default("method"), *, variant: str
         result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=bool(record),
                       progress=progress, state_form=state_form)
     else:
+        from .discrete import HeavyBall, iterate  # here: a flow does not need the discrete-time module
+
         heavy = momentum is not None and np.any(momentum != 0.0)  # μ = 0 is GD (bit for bit)
         result = iterate(direction, state, lr, batch_size=batch_size, rule=HeavyBall(momentum) if heavy else None,
                          label_noise=0.0 if label_noise is None else label_noise, seed=seed, seeds=seeds,
@@ -141,6 +147,8 @@ def run_batch(problem: Problem, method: str = default("method"), *, variant: str
 def _recording(record) -> dict:
     """``iterate``'s recording arguments for ``run_batch(record=...)``: True (every step), an int k
     (every k-th step) or a :class:`dln.discrete.Recording` (thinned to at most ``max_points``)."""
+    from .discrete import Recording
+
     if isinstance(record, Recording):
         return dict(record_every=record.every, max_points=record.max_points)
     return dict(record_every=int(record) if record else 0)
@@ -152,18 +160,42 @@ def predict_run(result: Result, i: int):
     prediction applies (depth D ≥ 3, heavy-ball momentum μ > 0, runs that did not converge, converged runs that do not
     interpolate: L > INTERPOLATES·L(0), e.g. flooding at its level, or a regularized run whose u⊙v
     collapsed to a stationary point with a loss > 0, and y outside range(X): no β interpolates, the
-    run converges to a least-squares point and the prediction does not exist)."""
-    if result.direction.D != 2 or result.status[i] != "converged" or heavy_ball(result, i):
+    run converges to a least-squares point and the prediction does not exist).
+    :func:`predict_runs` gives the same for every run of a batch in one solve."""
+    if not _predictable(result, i):
         return None
+    P = result.direction.problem
+    z0 = mirror_tilt(result, i)
+    pred = mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
+    return None if pred.status == "infeasible" else pred
+
+
+def predict_runs(result: Result) -> list:
+    """:func:`predict_run` of every run of the batch (None where no prediction applies), solved in
+    one batched :func:`analysis.predict.mirror_argmin_batch` over the runs that have one (they
+    share X and y: the fixed cost of a solve is paid once, not per run)."""
+    B = result.beta.shape[0]
+    rows = [i for i in range(B) if _predictable(result, i)]
+    out = [None] * B
+    if not rows:
+        return out
+    P = result.direction.problem
+    preds = mirror_argmin_batch(P.X, P.y, result.log_c[rows], np.stack([mirror_tilt(result, i) for i in rows]))
+    for i, pred in zip(rows, preds):
+        out[i] = None if pred.status == "infeasible" else pred
+    return out
+
+
+def _predictable(result: Result, i: int) -> bool:
+    """Whether run i has an exact closed-form limit (:func:`predict_run`): depth 2, converged,
+    without momentum, interpolating (L ≤ INTERPOLATES·L(0))."""
+    if result.direction.D != 2 or result.status[i] != "converged" or heavy_ball(result, i):
+        return False
     P = result.direction.problem
     a0 = 0.5 * (result.log_c0[i] + result.z0[i])
     b0 = 0.5 * (result.log_c0[i] - result.z0[i])
     with np.errstate(over="ignore", invalid="ignore"):
-        if not result.loss[i] <= INTERPOLATES * P.loss(np.exp(2 * a0) - np.exp(2 * b0)):
-            return None
-    z0 = mirror_tilt(result, i)
-    pred = mirror_argmin(P.X, P.y, log_c=result.log_c[i], z0=z0 if np.any(z0) else None)
-    return None if pred.status == "infeasible" else pred
+        return bool(result.loss[i] <= INTERPOLATES * P.loss(np.exp(2 * a0) - np.exp(2 * b0)))
 
 
 def heavy_ball(result: Result, i: int) -> bool:
@@ -211,12 +243,19 @@ def records(result: Result, *, predict: bool = True, wall_time: float | None = N
     out = []
     support = P.support
     # a diverged run may hold β ~ 1e300 or inf: its record says so (status "diverged"), silently
-    preds = [predict_run(result, i) if predict else None for i in range(B)]  # converged runs only
+    preds = predict_runs(result) if predict else [None] * B  # converged runs only
+    theories = [None] * B
+    rows = [i for i in range(B) if preds[i] is not None]
+    if rows and result.info.get("lr") is None and result.info.get("state_form") != "reduced":
+        # flow: c from the integrated gain, not from u⊙v (in the reduced state the two coincide by
+        # construction, dln.reduced, and the record reuses the prediction)
+        for i, theory in zip(rows, mirror_argmin_batch(P.X, P.y, result.log_c_theory[rows], result.z0[rows])):
+            theories[i] = theory
     with np.errstate(over="ignore", invalid="ignore"):
-        return [_record(result, i, P, support, preds[i], wall_time, extra) for i in range(B)]
+        return [_record(result, i, P, support, preds[i], theories[i], wall_time, extra) for i in range(B)]
 
 
-def _record(result, i, P, support, pred, wall_time, extra) -> dict:
+def _record(result, i, P, support, pred, theory, wall_time, extra) -> dict:
     direction = result.direction
     if True:
         beta = result.beta[i]
@@ -268,9 +307,7 @@ def _record(result, i, P, support, pred, wall_time, extra) -> dict:
                 if result.info.get("state_form") == "reduced":
                     # ln(u⊙v) = ln c0 − coef·gain by construction (dln.reduced): the same prediction
                     rec["prediction_theory_rel_error"] = rec["prediction_rel_error"]
-                else:
-                    theory = mirror_argmin(P.X, P.y, log_c=result.log_c_theory[i],
-                                           z0=result.z0[i] if np.any(result.z0[i]) else None)
+                elif theory is not None:
                     rec["prediction_theory_rel_error"] = rel_error(beta, theory.beta)
         rec["steps"] = int(result.steps[i])
         rec["n_evals"] = int(result.n_evals[i])

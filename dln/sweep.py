@@ -32,7 +32,6 @@ import os
 import shlex
 import sys
 import time as _time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from . import memory
 from .errors import DLNError, fail
@@ -348,6 +347,8 @@ class SweepError(RuntimeError):
 
 
 def _run_pool(plan, tasks, workers, record, finish, failures, started):
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # here: --workers 1 needs no pool
+
     ctx = _mp_context()
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(plan.objects, _process_id(os.getpid())))

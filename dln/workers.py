@@ -122,7 +122,6 @@ def run_task(task: dict, record: bool = False) -> dict:
     batch-mates).  Records come
     from ``dln.simulate.records``, in the chunk's run order."""
     from .simulate import MAX_STEPS, records, run_batch
-    from .trajectory import record_runs, trajectory_arrays
 
     P = _problem(task["problem"], task["data_seed"])
     t0 = _time.perf_counter()
@@ -147,6 +146,8 @@ def run_task(task: dict, record: bool = False) -> dict:
                              seeds=seeds, rtol=task["rtol"], max_steps=max_steps, record=rec, **hp, **steps)
 
     if record:
+        from .trajectory import record_runs
+
         cap = max_steps if max_steps is not None else MAX_STEPS[task["time"]]
         result = record_runs(run, time=task["time"], max_steps=cap)
     else:
@@ -166,6 +167,8 @@ def run_task(task: dict, record: bool = False) -> dict:
     wall = _time.perf_counter() - t0
     out = dict(chunk=task["chunk"], metrics=[{c: r[c] for c in METRIC_COLUMNS} for r in recs], wall=wall)
     if record:
+        from .trajectory import trajectory_arrays
+
         out["arrays"] = trajectory_arrays(result, runs=recs)
     return out
 

@@ -12,13 +12,14 @@ import scipy.optimize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.potentials import bregman, grad_phi, phi
+from analysis.potentials import asinh_ratio as analysis_asinh_ratio, bregman, grad_phi, phi
 from analysis.predict import (
     interpolation_residual,
     label_noise_lasso_weights,
     min_l1,
     min_l2,
     mirror_argmin,
+    mirror_argmin_batch,
     weighted_lasso,
 )
 
@@ -204,6 +205,55 @@ def test_mirror_argmin_reports_infeasible_problem():
     # a feasible system with the same rank-deficient X is not "infeasible"
     assert interpolation_residual(X, np.array([3.0, 3.0])) < 1e-15
     assert mirror_argmin(X, np.array([3.0, 3.0]), 1.0).status == "converged"
+
+
+def test_mirror_argmin_batch_rows_are_the_single_solves():
+    """Each row of a batch is the solve of that row alone (oracle: mirror_argmin per row, and the KKT
+    conditions from an SVD): rows that converge after different numbers of Newton steps, a tilt,
+    ln c = −800, and a row whose starting point is out of range ("failed") share one batch."""
+    rng = np.random.default_rng(11)
+    n, d = 12, 40
+    X = rng.standard_normal((n, d)) * 3.0
+    y = X @ np.r_[rng.standard_normal(3), np.zeros(d - 3)]
+    log_c = np.stack([np.full(d, -800.0), np.log(rng.uniform(1e-4, 1e-1, d)), np.zeros(d), np.full(d, 2.0),
+                      np.full(d, 689.5)])
+    z0 = np.zeros_like(log_c)
+    z0[1] = rng.normal(0.0, 0.7, d)
+    z0[4, 0] = 1.0  # ln c + |z0| > 690: no iteration
+    batch = mirror_argmin_batch(X, y, log_c, z0)
+    assert [r.status for r in batch] == ["converged"] * 4 + ["failed"]
+    assert len({r.iterations for r in batch[:4]}) > 1  # rows stop at different steps of the batch
+
+    def same(got, alone, b):
+        assert got.status == alone.status
+        if b > 0:  # ln c = −800 walks ~45 damped steps: round-off may move its stop by a step
+            assert got.iterations == alone.iterations
+        scale = max(np.abs(alone.beta).max(), 1e-300)
+        np.testing.assert_allclose(got.beta, alone.beta, rtol=0, atol=1e-12 * scale)
+
+    for b, got in enumerate(batch):
+        same(got, mirror_argmin(X, y, log_c=log_c[b], z0=z0[b]), b)
+        if got.status == "converged":
+            assert np.linalg.norm(X @ got.beta - y) <= 1e-12 * np.linalg.norm(np.abs(X) @ np.abs(got.beta))
+        if b in (1, 2, 3):  # the KKT certificate (row 0: β_i underflows, see MirrorResult.kkt_residual)
+            mirror = analysis_asinh_ratio(got.beta, log_c[b]) - z0[b]
+            assert null_space_part(X, mirror) <= 1e-12 * np.linalg.norm(mirror)
+            assert got.kkt_residual <= 1e-12
+    # a row's result does not depend on its batch-mates or its position
+    perm = [3, 1, 4, 0, 2]
+    for b, got in zip(perm, mirror_argmin_batch(X, y, log_c[perm], z0[perm])):
+        same(got, batch[b], b)
+
+
+def test_mirror_argmin_batch_infeasible_and_empty():
+    X = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    rows = mirror_argmin_batch(X, np.array([1.0, 2.0]), np.zeros((3, 3)))
+    assert [r.status for r in rows] == ["infeasible"] * 3
+    assert mirror_argmin_batch(X, np.array([1.0, 2.0]), np.zeros((0, 3))) == []
+    with pytest.raises(ValueError, match=r"The 'log_c' parameter of mirror_argmin_batch must have shape \(B, 3\)"):
+        mirror_argmin_batch(X, np.array([3.0, 3.0]), np.zeros(3))
+    with pytest.raises(ValueError, match=r"The 'z0' parameter of mirror_argmin_batch must have the shape of log_c"):
+        mirror_argmin_batch(X, np.array([3.0, 3.0]), np.zeros((2, 3)), np.zeros((1, 3)))
 
 
 @pytest.mark.parametrize(

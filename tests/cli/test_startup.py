@@ -64,3 +64,26 @@ def test_optional_subcommands_build_their_own_parser(command):
     code, out, err = call([command, "--help"])
     assert code == 0 and out.startswith(f"usage: dln {command}"), err
     assert "--debug" in out and "--version" in out
+
+
+#: modules a flow sweep with --workers 1 must not import: the batched predictions need no
+#: scipy.linalg (whose array-API layer loads numpy.f2py and numpy.testing, ~0.1 s), and the
+#: estimator, the trajectory files, discrete time and the worker pool are not on its path
+NOT_ON_THE_SWEEP_PATH = ("scipy.linalg", "numpy.f2py", "dln.estimator", "dln.trajectory", "dln.discrete",
+                         "concurrent.futures")
+
+
+def test_a_flow_sweep_imports_only_what_it_runs(tmp_path):
+    out = tmp_path / "out"
+    code = ("import json, runpy, sys\n"
+            f"sys.argv = ['dln', 'sweep', '--workers', '1', '--quiet', '--method', 'gf', 'gr', '--gamma', '0.1', "
+            f"'--alpha', '0.1', '0.2', '--n', '6', '--d', '12', '--out', {str(out)!r}]\n"
+            "try:\n    runpy.run_module('dln', run_name='__main__')\nexcept SystemExit as exc:\n    assert not exc.code\n"
+            "print('@@' + json.dumps(sorted(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env())
+    assert proc.returncode == 0, proc.stderr
+    mods = set(json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("@@")][-1][2:]))
+    assert "dln.sweep" in mods and "analysis.predict" in mods  # it ran, and made its predictions
+    rows = (out / "results.csv").read_text().splitlines()[1:]
+    assert len(rows) == 4 and all(",converged," in row for row in rows)
+    assert not [m for m in NOT_ON_THE_SWEEP_PATH if m in mods]
