@@ -1,7 +1,9 @@
 """Integrators: ``flow`` (continuous time, stiff-capable) and ``iterate`` (discrete maps).
 
 ``flow`` integrates a batch of runs by the Rosenbrock-W method ROS34PW2 (:mod:`dln.rosenbrock`)
-with per-run step sizes, per-run Jacobian models and per-run status:
+with per-run step sizes, per-run Jacobian models and per-run status; in the reduced state, runs with
+smooth rates start with the explicit pair DOP853 (:mod:`dln.explicit`: the start is not stiff, and
+most of the accuracy is spent there) and switch to ROS34PW2 for good once stiff (``_integrate``):
 
 - at depth 2 (``state_form="reduced"``, the default) in the reduced state of :mod:`dln.reduced`:
   z = z0 + Xᵀν and ln(u⊙v) = ln c0 − coef·(X⊙X)ᵀμ, 2n numbers per run (per-sample variants) or
@@ -17,7 +19,7 @@ products for any step size.  The local error is measured where it matters, in β
 (δz, δℓ), |δβ| ≤ m⊙(e^{|δz|} − 1) + |β⊙δℓ| to first order in δℓ, relative to ‖m‖ (m = u² + v²;
 docs/theory.md §1), so tiny off-support weights (m ≈ 2c) do not drive the steps, yet a step cannot
 move z by hundreds where m is tiny (u² would overflow); the tolerance is scaled so that the
-relative error of the limit β∞ is about ``rtol`` (measured: docs/theory.md §4 ... README "How it integrates").
+relative error of the limit β∞ is about ``rtol`` (measured: README, "How it integrates").
 
 ``iterate`` (discrete maps: GD, SGD, label noise, in log coordinates) lives in :mod:`dln.discrete`;
 it is importable from here too.
