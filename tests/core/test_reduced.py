@@ -142,21 +142,24 @@ def test_jacobian_model_is_the_jacobian_at_an_interpolator(variant):
 EXACT = [(m, v) for m, v in REDUCIBLE if m not in ("sam", "flood")]
 
 
-def _pair(method, variant, rtol, alpha=np.array([0.1, 0.3, 0.2]), **kw):
+def _pair(method, variant, rtol, alpha=np.array([0.1, 0.3, 0.2]), gen_rtol=None, **kw):
     P = sparse_problem(8, 20, k=3, seed=7)
     direction = methods.make(method, P, variant=variant, **params_for(method, P))
     red = flow(direction, initial_state(20, 3, alpha=alpha), rtol=rtol, state_form="reduced", **kw)
-    gen = flow(direction, initial_state(20, 3, alpha=alpha), rtol=rtol, state_form="general", **kw)
+    gen = flow(direction, initial_state(20, 3, alpha=alpha), rtol=rtol if gen_rtol is None else gen_rtol,
+               state_form="general", **kw)
     return P, red, gen
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method,variant", EXACT)
 def test_reduced_and_general_forms_reach_the_same_limit(method, variant):
-    """≤ 1e-10 relative at rtol = 1e-11 for every method × variant that reduces; the general form
+    """≤ 1e-10 relative at rtol = 1e-11 for every method × variant that reduces (the general form at
+    rtol = 1e-12: its ROS34PW2 path alone is ~1.5e-10 off in ln c at 1e-11, while the reduced form's
+    explicit start is ~3e-12 off — both against the general form at 1e-13); the general form
     checks the theorem on its own: ln(u⊙v) + coef·I constant and z − z0 ∈ range Xᵀ to round-off,
     and its limit is argmin φ_{u⊙v}."""
-    P, red, gen = _pair(method, variant, 1e-11)
+    P, red, gen = _pair(method, variant, 1e-11, gen_rtol=1e-12)
     assert list(red.status) == list(gen.status) == ["converged"] * 3
     assert red.info["state_form"] == "reduced" and gen.info["state_form"] == "general"
     for i in range(3):
