@@ -517,6 +517,7 @@ def _integrate(system, Y, log_c0_min, *, rtol, atol, loss_tol, stat_tol, max_ste
                 Y[back] = Y_prev[back]
                 t[back] = prev_t[back]
                 steps[back] -= 1
+                n_explicit[back] -= ~stiff[back]  # the step taken back was explicit if the run still is
                 rej[back] += 1
                 rollbacks[back] += 1
                 h[back] = frac[back] * h_prev[back]
