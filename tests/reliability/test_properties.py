@@ -203,6 +203,17 @@ def _batched_equals_looped(case):
         assert batched.steps[i] == one.steps[0]
         if one.status[0] == "diverged":
             continue
+        if kw.get("time") != "discrete" and np.max(np.abs(one.state.a[0]) + np.abs(one.state.b[0])) > 200:
+            # a flow run that collapsed (ln|u| or ln|v| → −∞, linearly in t) and stopped on its plateau: its
+            # final t, hence those ln|u|, is a sum of step sizes chosen from error estimates that are round-off
+            # once the rates stop changing, which the batch's other products perturb (measured: per-sample
+            # GR at γ = 0.32, t = 107.8581 batched vs 107.8575 alone, ln u ≈ −184 off by 2e-3, after the
+            # explicit start's 18 steps).  Its β (≈ 1e-26) and loss are what it computes: compared on the
+            # scale of the interpolators.
+            scale = np.linalg.norm(P.y) / max(np.linalg.norm(P.X), 1e-300)
+            np.testing.assert_allclose(batched.beta[i], one.beta[0], rtol=tol, atol=tol * scale)
+            np.testing.assert_allclose(batched.loss[i], one.loss[0], rtol=tol)
+            continue
         # compared in the solver's own coordinates (ln|u|, ln|v|): its error control is relative to
         # them, and β = u² − v² of a collapsing run (ln u ≈ −25) magnifies their round-off 50-fold
         np.testing.assert_allclose(batched.state.a[i], one.state.a[0], rtol=tol, atol=tol)
