@@ -71,6 +71,16 @@ def slopes(errors):
     return np.log2(errors[:-1] / errors[1:])
 
 
+def test_coefficients_are_scipys_dop853_digit_for_digit():
+    """dln.explicit writes DOP853's table out (importing scipy.integrate costs 0.3-0.6 s at start-up):
+    every coefficient equals SciPy's, bit for bit."""
+    np.testing.assert_array_equal(dop.A, DOP853.A)
+    np.testing.assert_array_equal(dop.B, DOP853.B)
+    np.testing.assert_array_equal(dop.C, DOP853.C)
+    np.testing.assert_array_equal(dop.E3, DOP853.E3[:-1])
+    np.testing.assert_array_equal(dop.E5, DOP853.E5[:-1])
+
+
 def test_tableau_satisfies_the_order_conditions_of_its_quadrature():
     """Explicit (A strictly lower triangular), Σ_j A_ij = C_i, Σ B = 1, and the quadrature conditions
     Σ_i B_i C_i^(q−1) = 1/q for q = 1 … 8 (necessary for order 8) but not for q = 9.  The error
@@ -268,8 +278,6 @@ def test_general_form_never_starts_explicitly(D, state_form):
     np.testing.assert_array_equal(res.info["explicit_steps"], 0)
 
 
-@pytest.mark.xfail(strict=True, reason="a rolled-back explicit step stays counted in explicit_steps "
-                   "(dln/integrate.py, rollback block: n_explicit is not decremented); fix proposed in the report")
 def test_explicit_steps_counts_only_the_steps_kept(monkeypatch):
     """With the switch to ROS34PW2 disabled, every accepted step is explicit: explicit_steps == steps,
     also when ``flow`` takes back overshooting steps (provoked as in tests/reliability/test_statuses.py
