@@ -165,9 +165,9 @@ def _norms(v):
     iteration): einsum and sqrt raise no floating-point flags, an overflowed square is just inf."""
     rows = v.reshape(-1, v.shape[-1])
     out = np.sqrt(np.einsum("ij,ij->i", rows, rows)).reshape(v.shape[:-1])
-    plain = (out > 1e-140) & (out < 1e140)
-    if plain.all():
+    if out.size == 0 or (out.min() > 1e-140 and out.max() < 1e140):  # False if a norm is nan
         return out
+    plain = (out > 1e-140) & (out < 1e140)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         v = np.abs(v)
         top = v.max(axis=-1)
@@ -437,8 +437,9 @@ def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
             iterations[sel] += 1
             # a recomputed from ν differs from the accepted trial a + τh by the round-off of Xᵀν,
             # which is large only when ν has diverged (no interpolator): stop before e^a overflows
-            out_of_range = (log_c[sel] + np.abs(a[sel])).max(axis=1) > _MAX_EXPONENT
-            if out_of_range.any():
+            exponent = log_c[sel] + np.abs(a[sel])
+            if not exponent.max() <= _MAX_EXPONENT:  # one test for all rows, rows only if it fails
+                out_of_range = exponent.max(axis=1) > _MAX_EXPONENT
                 for b in rows[out_of_range]:
                     status[b] = "failed"
                 sel = rows = rows[~out_of_range]
