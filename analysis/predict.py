@@ -145,12 +145,12 @@ def _dual_increments(a, h, t, log_c, ty_step):
     b = a + s
     abs_b, abs_s = np.abs(b), np.abs(s)
     exponent = log_c + abs_b + abs_s
-    too_large = exponent.max(axis=1) > _MAX_EXPONENT
     # overflows only in the rows returned as +inf (the caller ignores over and invalid)
     terms = (np.sign(b) * np.sign(s)) * np.exp(exponent) * np.expm1(-2.0 * abs_b) * np.expm1(-2.0 * abs_s)
     increment = terms.sum(axis=1) - ty_step
     noise = _EPS * (np.abs(terms).sum(axis=1) + np.abs(ty_step)) * 8.0
-    if too_large.any():
+    if not exponent.max() <= _MAX_EXPONENT:  # one test for all rows (nan included), rows only if it fails
+        too_large = exponent.max(axis=1) > _MAX_EXPONENT
         increment[too_large] = np.inf
         noise[too_large] = 0.0
     return increment, noise
@@ -161,12 +161,14 @@ def _norms(v):
     nrm2: np.linalg.norm of (1e200, 1e200) is inf and of (1e-200, 1e-200) is 0.  The plain sum of
     squares is exact to round-off where 1e-140 < norm < 1e140 (no square overflows, and squares that
     underflow are below 1e-28 of the sum); elsewhere the rows are scaled by max|v| first.  inf or
-    nan where the row holds one."""
+    nan where the row holds one.  The plain path needs no np.errstate (called once per Newton
+    iteration): einsum and sqrt raise no floating-point flags, an overflowed square is just inf."""
+    rows = v.reshape(-1, v.shape[-1])
+    out = np.sqrt(np.einsum("ij,ij->i", rows, rows)).reshape(v.shape[:-1])
+    if out.size == 0 or (out.min() > 1e-140 and out.max() < 1e140):  # False if a norm is nan
+        return out
+    plain = (out > 1e-140) & (out < 1e140)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        out = np.sqrt(np.einsum("...i,...i->...", v, v))
-        plain = (out > 1e-140) & (out < 1e140)
-        if plain.all():
-            return out
         v = np.abs(v)
         top = v.max(axis=-1)
         ok = (top > 0.0) & np.isfinite(top)
@@ -202,11 +204,12 @@ def _null_space_residuals(X, V):
     step; lstsq if XXᵀ is singular). O(n²d) per row, like one Newton iteration; a QR of Xᵀ would
     cost ~10×. mirror_argmin passes its equilibrated X (max|X| = 1), so XXᵀ cannot overflow.
     nan for a row that is not finite (a failed solve)."""
-    out = np.full(V.shape[0], np.nan)
     finite = np.isfinite(V).all(axis=1)
-    if not finite.any():
+    if not finite.all():
+        out = np.full(V.shape[0], np.nan)
+        if finite.any():
+            out[finite] = _null_space_residuals(X, V[finite])
         return out
-    V = V[finite]
     G = X @ X.T
     coef = _spd_solve(G, X @ V.T) if _positive_definite(G) else None
     if coef is not None:
@@ -215,22 +218,20 @@ def _null_space_residuals(X, V):
         coef = None if refine is None else coef + refine
     if coef is None:
         coef = np.linalg.lstsq(X.T, V.T, rcond=None)[0]
-    out[finite] = _norms(V - (X.T @ coef).T)
-    return out
+    return _norms(V - (X.T @ coef).T)
 
 
 def _interpolation_residual(X, y, y_norm) -> float:
     """min_β ‖Xβ − y‖ / ‖y‖ (0 for y = 0): round-off when y ∈ range(X), else the relative distance of
     y from range(X).  With full row rank (XXᵀ positive definite) β = Xᵀ(XXᵀ)⁻¹y interpolates and
     one Cholesky decides; otherwise a least-squares solve (SVD) measures the distance.  X has
-    max|X| = 1 here (equilibrated by the callers), so XXᵀ cannot overflow."""
+    max|X| = 1 here (equilibrated by the callers), so XXᵀ cannot overflow, and y is finite (callers
+    test ‖y‖)."""
     if y_norm == 0.0:
         return 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         G = X @ X.T
-        w = None
-        if np.all(np.isfinite(G)) and np.all(np.isfinite(y)) and _positive_definite(G):
-            w = _spd_solve(G, y[:, None])
+        w = _spd_solve(G, y[:, None]) if _positive_definite(G) else None
         if w is not None:
             res = _norm(X @ (X.T @ w[:, 0]) - y) / y_norm
             if np.isfinite(res) and res <= INFEASIBLE:
@@ -259,10 +260,11 @@ def interpolation_residual(X, y) -> float:
     return _interpolation_residual(X, y, y_norm)
 
 
-def _newton_directions(X, a, log_c, grad):
-    """Newton directions of B dual problems up to positive factors: returns (Δ̃, s, ok) with the
-    Newton step e^{−s_b}Δ̃_b of row b (a, log_c, grad of shapes (B, d), (B, d), (B, n)); rows where
-    ``ok`` is False have none (the linear algebra broke down).
+def _newton_directions(X, log_w, grad):
+    """Newton directions of B dual problems up to positive factors: returns (Δ̃, s) with the Newton
+    step e^{−s_b}Δ̃_b of row b (log_w = ln(2c cosh a), grad of shapes (B, d), (B, n)); a row is not
+    finite where the linear algebra broke down (call under np.errstate(over="ignore",
+    invalid="ignore"); the caller tests the rows).
 
     The Hessian X diag(w) Xᵀ, w = 2c cosh a, is formed as e^{s}·(Ã Ãᵀ) with s = max ln w and
     Ã = X·exp((ln w − s)/2), so its entries neither underflow (ln c = −1000) nor overflow
@@ -273,42 +275,39 @@ def _newton_directions(X, a, log_c, grad):
     positive definiteness) and a solve; if the Cholesky fails, an eigen-decomposition with
     eigenvalues clipped at μ.
     """
-    log_w = _log_two_c_cosh(a, log_c)
+    B, n = grad.shape
     s = log_w.max(axis=1)
     A = X * np.exp(0.5 * (log_w - s[:, None]))[:, None, :]
     H = A @ np.swapaxes(A, 1, 2)
     mu = _EPS * np.einsum("bii->b", H)
-    shifted = H + mu[:, None, None] * np.eye(X.shape[0])
+    shifted = H.copy()
+    shifted.reshape(B, n * n)[:, ::n + 1] += mu[:, None]  # H̃ + μI: the diagonal of each matrix
     rhs = -grad[:, :, None]
-    delta = np.full(grad.shape, np.nan)
-    with np.errstate(over="ignore", invalid="ignore"):
-        try:
-            np.linalg.cholesky(shifted)
-            spd = np.ones(len(s), dtype=bool)
-        except np.linalg.LinAlgError:
-            spd = np.array([_positive_definite(M) for M in shifted], dtype=bool)
-        solved = None
-        if spd.all():
-            solved = _spd_solve(shifted, rhs)
-        elif spd.any():
-            solved = _spd_solve(shifted[spd], rhs[spd])
-        if solved is not None:
-            delta[spd] = solved[:, :, 0]
-        else:  # one singular matrix fails the whole stack: solve one by one
-            for b in np.flatnonzero(spd):
-                solved = _spd_solve(shifted[b], rhs[b])
-                if solved is not None:
-                    delta[b] = solved[:, 0]
-    ok = np.isfinite(delta).all(axis=1)
-    for b in np.flatnonzero(~ok):
+    solved = None
+    try:
+        np.linalg.cholesky(shifted)
+    except np.linalg.LinAlgError:
+        pass
+    else:
+        solved = _spd_solve(shifted, rhs)
+    if solved is not None:
+        delta = solved[:, :, 0]
+    else:  # one matrix is not positive definite (or singular) and fails the whole stack: one by one
+        delta = np.full(grad.shape, np.nan)
+        for b in range(B):
+            solved = _spd_solve(shifted[b], rhs[b]) if _positive_definite(shifted[b]) else None
+            if solved is not None:
+                delta[b] = solved[:, 0]
+    if np.isfinite(delta).all():
+        return delta, s
+    for b in np.flatnonzero(~np.isfinite(delta).all(axis=1)):
         if not (np.all(np.isfinite(H[b])) and mu[b] > 0.0):
             continue
         eigval, eigvec = np.linalg.eigh(H[b])
-        with np.errstate(over="ignore", invalid="ignore"):  # a residual near 1e300: checked below
-            step = -eigvec @ ((eigvec.T @ grad[b]) / np.maximum(eigval, mu[b]))
+        step = -eigvec @ ((eigvec.T @ grad[b]) / np.maximum(eigval, mu[b]))  # a residual near 1e300
         if np.all(np.isfinite(step)):
-            delta[b], ok[b] = step, True
-    return delta, s, ok
+            delta[b] = step
+    return delta, s
 
 
 def _line_search(a, h, tau, log_c, ty, slope, h_noise):
@@ -317,24 +316,19 @@ def _line_search(a, h, tau, log_c, ty, slope, h_noise):
     Returns which rows accepted a step (call under np.errstate(over="ignore", invalid="ignore"):
     a non-finite trial is rejected)."""
     accepted = np.zeros(tau.size, dtype=bool)
-    trial = np.arange(tau.size)
+    left = np.arange(tau.size)
+    pick = slice(None)  # the rows still searching: all of them (views, no copies) until one passes
     for _ in range(80):
-        full = trial.size == tau.size
-        pick = (lambda v: v) if full else (lambda v: v[trial])
-        t = pick(tau)
-        increment, noise = _dual_increments(pick(a), pick(h), t, pick(log_c), t * pick(ty))
-        passed = np.isfinite(increment) & (increment <= 1e-4 * t * pick(slope) + noise + t * pick(h_noise))
-        accepted[trial[passed]] = True
-        trial = trial[~passed]
-        if trial.size == 0:
+        t = tau[pick]
+        increment, noise = _dual_increments(a[pick], h[pick], t, log_c[pick], t * ty[pick])
+        passed = np.isfinite(increment) & (increment <= 1e-4 * t * slope[pick] + noise + t * h_noise[pick])
+        if passed.all():
+            accepted[left] = True
             break
-        tau[trial] *= 0.5
+        accepted[left[passed]] = True
+        pick = left = left[~passed]
+        tau[left] *= 0.5
     return accepted
-
-
-def _python_max(x, y):
-    """max(x, y) elementwise as Python's max: x unless y > x (a nan y gives x)."""
-    return np.where(y > x, y, x)
 
 
 #: Rows of a batched solve whose Hessian factors (B, n, d) stay below this many elements.
@@ -344,7 +338,8 @@ _BATCH_ELEMENTS = 1 << 22
 def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
     """The damped Newton iteration of :func:`mirror_argmin` for the rows of ``log_c`` and ``z0``
     (shape (B, d)) on one validated (X, y); rows iterate independently (each its own line search,
-    test and status), the arithmetic is shared."""
+    test and status), the arithmetic is shared. While every row runs, rows are taken as views
+    (no fancy indexing), so one row (:func:`mirror_argmin`) costs little more than 1-D code."""
     n, d = X.shape
     step = max(1, _BATCH_ELEMENTS // (n * d))
     if log_c.shape[0] > step:
@@ -357,7 +352,7 @@ def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
     if sigma > 0.0:
         with np.errstate(over="ignore"):  # y/σ beyond float64 is caught below
             X, y = X / sigma, y / sigma
-    abs_X = np.abs(X)
+    abs_X, abs_z0 = np.abs(X), np.abs(z0)
     with np.errstate(over="ignore"):
         y_norm = _norm(y)
     round_off = 4.0 * np.sqrt(d) * _EPS
@@ -366,57 +361,62 @@ def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
     nu = np.zeros((B, n))
     a = z0.copy()
     beta = np.zeros((B, d))
-    status = np.full(B, "max_iter", dtype=object)
+    status = ["max_iter"] * B
     iterations = np.zeros(B, dtype=np.int64)
     start = np.max(log_c + np.abs(a), axis=1) <= _MAX_EXPONENT
     if not np.isfinite(y_norm):
         start[:] = False
-    status[~start] = "failed"  # the starting point itself is out of range, or y/max|X| overflows
-    beta[start] = _two_c_sinh(a[start], log_c[start])
-    if start.any() and _interpolation_residual(X, y, y_norm) > INFEASIBLE:
-        status[start] = "infeasible"  # the dual is unbounded: Newton would chase ν to infinity
-    running = status == "max_iter"
+    rows = np.flatnonzero(start)  # the rows still iterating
+    for b in np.flatnonzero(~start):
+        status[b] = "failed"  # the starting point itself is out of range, or y/max|X| overflows
+    if rows.size:
+        sel = slice(None) if rows.size == B else rows
+        beta[sel] = _two_c_sinh(a[sel], log_c[sel])
+        if _interpolation_residual(X, y, y_norm) > INFEASIBLE:
+            for b in rows:
+                status[b] = "infeasible"  # the dual is unbounded: Newton would chase ν to infinity
+            rows = rows[:0]
     # β may grow towards e^690 when no interpolator exists (ν diverges): the residual, its scales,
     # the direction or a trial may then overflow; every one is tested below and ends its row as
     # "failed" (never inf <= inf), so overflows are not warned about.
     with np.errstate(over="ignore", invalid="ignore"):
-        while running.any():
-            rows = np.flatnonzero(running)
+        while rows.size:
             sel = slice(None) if rows.size == B else rows  # a view while every row runs
             beta_r, a_r, log_c_r = beta[sel], a[sel], log_c[sel]
             grad = beta_r @ X.T - y
-            res = _norms(grad)
             # Round-off floor of Xβ − y: the products X·β, and β's sensitivity m = 2c cosh(a) to
             # the rounding of a = Xᵀν + z0 (which cancels when z0 is large and β/c small).
-            m = np.exp(_log_two_c_cosh(a_r, log_c_r))
-            a_scale = np.abs(nu[sel]) @ abs_X + np.abs(z0[sel])
+            log_w = _log_two_c_cosh(a_r, log_c_r)  # ln m, also the Hessian weights
+            a_scale = np.abs(nu[sel]) @ abs_X + abs_z0[sel]
             b_abs = np.abs(beta_r)
-            scale = _python_max(y_norm, _norms(b_abs @ abs_X.T))
-            floor = round_off * _norms((b_abs + m * a_scale) @ abs_X.T)
-            failed = ~(np.isfinite(res) & np.isfinite(scale) & np.isfinite(floor))
+            norms = _norms(np.concatenate((grad, b_abs @ abs_X.T, (b_abs + np.exp(log_w) * a_scale) @ abs_X.T)))
+            res, x_beta, x_floor = norms.reshape(3, -1)
+            finite = np.isfinite(norms).reshape(3, -1).all(axis=0)  # β is finite where ‖|X||β|‖ is
+            scale = np.fmax(y_norm, x_beta)  # max(‖y‖, ‖|X||β|‖) (y_norm is finite)
             # A floor above 1e-6 relative means ν itself has blown up (e.g. an infeasible system,
             # where ν diverges along null(Xᵀ)): that is not convergence.
-            floor = np.minimum(floor, _MAX_FLOOR * scale)
-            converged = ~failed & (res <= _python_max(tol * scale, floor))
-            go = ~failed & ~converged & (iterations[sel] < max_iter)
+            floor = np.minimum(round_off * x_floor, _MAX_FLOOR * scale)
+            converged = finite & (res <= np.fmax(tol * scale, floor))
+            go = (finite ^ converged) & (iterations[sel] < max_iter)  # finite, not converged (⊂ finite)
             if not go.all():
-                status[rows[failed]] = "failed"
-                status[rows[converged]] = "converged"
-                running[rows[~go]] = False
-                rows, grad, beta_r, a_r, log_c_r = rows[go], grad[go], beta_r[go], a_r[go], log_c_r[go]
+                for b in rows[~finite]:
+                    status[b] = "failed"
+                for b in rows[converged]:
+                    status[b] = "converged"
+                rows, grad, log_w, a_r, log_c_r, b_abs = (v[go] for v in (rows, grad, log_w, a_r, log_c_r, b_abs))
                 if rows.size == 0:
                     break
-            direction, s, ok = _newton_directions(X, a_r, log_c_r, grad)
+            direction, s = _newton_directions(X, log_w, grad)
             h = direction @ X
             slope = np.einsum("bi,bi->b", grad, direction)  # < 0: −gradᵀH̃⁻¹grad
             ty = direction @ y
-            h_max = np.abs(h).max(axis=1)
-            ok &= (0.0 < h_max) & (h_max < np.inf) & np.isfinite(slope) & np.isfinite(ty)
+            h_max = np.abs(h).max(axis=1)  # nan where the direction is
+            ok = (0.0 < h_max) & (h_max < np.inf) & np.isfinite(slope) & np.isfinite(ty)
             if not ok.all():
-                status[rows[~ok]] = "failed"
-                running[rows[~ok]] = False
-                rows, direction, s, h, slope, ty, h_max, beta_r, a_r, log_c_r = (
-                    v[ok] for v in (rows, direction, s, h, slope, ty, h_max, beta_r, a_r, log_c_r))
+                for b in rows[~ok]:
+                    status[b] = "failed"
+                rows, direction, s, h, slope, ty, h_max, b_abs, a_r, log_c_r = (
+                    v[ok] for v in (rows, direction, s, h, slope, ty, h_max, b_abs, a_r, log_c_r))
                 if rows.size == 0:
                     break
             # The full Newton step is e^{−s}·direction; never change an exponent by more than
@@ -425,11 +425,11 @@ def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
             # Round-off of h = XᵀΔ (≤ n·eps·|X|ᵀ|Δ|) enters the increment through β·h: it matters when
             # Δ is huge along coordinates still at the tiny scale c (curvature μ) and cancels in h on
             # the support, and the Armijo test must not reject a step for a decrease it cannot resolve.
-            h_noise = n * _EPS * np.einsum("bj,bj->b", np.abs(beta_r), np.abs(direction) @ abs_X)
+            h_noise = n * _EPS * np.einsum("bj,bj->b", b_abs, np.abs(direction) @ abs_X)
             accepted = _line_search(a_r, h, tau, log_c_r, ty, slope, h_noise)
             if not accepted.all():
-                status[rows[~accepted]] = "failed"
-                running[rows[~accepted]] = False
+                for b in rows[~accepted]:
+                    status[b] = "failed"
                 rows, tau, direction = rows[accepted], tau[accepted], direction[accepted]
             sel = slice(None) if rows.size == B else rows
             nu[sel] += tau[:, None] * direction
@@ -437,10 +437,11 @@ def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
             iterations[sel] += 1
             # a recomputed from ν differs from the accepted trial a + τh by the round-off of Xᵀν,
             # which is large only when ν has diverged (no interpolator): stop before e^a overflows
-            out_of_range = (log_c[sel] + np.abs(a[sel])).max(axis=1) > _MAX_EXPONENT
-            if out_of_range.any():
-                status[rows[out_of_range]] = "failed"
-                running[rows[out_of_range]] = False
+            exponent = log_c[sel] + np.abs(a[sel])
+            if not exponent.max() <= _MAX_EXPONENT:  # one test for all rows, rows only if it fails
+                out_of_range = exponent.max(axis=1) > _MAX_EXPONENT
+                for b in rows[out_of_range]:
+                    status[b] = "failed"
                 sel = rows = rows[~out_of_range]
             beta[sel] = _two_c_sinh(a[sel], log_c[sel])
 
@@ -451,10 +452,10 @@ def _mirror_argmin_rows(X, y, log_c, z0, tol, max_iter) -> list:
     res = np.where(np.isfinite(res), res, np.inf)
     primal_residual = res / y_norm if y_norm > 0 else res
     mirror = asinh_ratio(beta, log_c) - z0
-    with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         kkt_residual = _null_space_residuals(X, mirror) / np.maximum(_norms(mirror), 1e-300)
     return [MirrorResult(beta=beta[b].copy(), nu=nu[b].copy(), primal_residual=float(primal_residual[b]),
-                         kkt_residual=float(kkt_residual[b]), status=str(status[b]), iterations=int(iterations[b]))
+                         kkt_residual=float(kkt_residual[b]), status=status[b], iterations=int(iterations[b]))
             for b in range(B)]
 
 
