@@ -49,7 +49,7 @@ def run_batch(problem: Problem, method: str = default("method"), *, variant: str
               batch_size=None, label_noise=None, momentum=None, D: int = 2, u0=None, v0=None, seed=0, seeds=None,
               sample_indices=None, rtol: float = DEFAULT_RTOL, loss_tol: float = 1e-24,
               max_steps: int | None = None, record: bool = False, progress=None,
-              flood_cycle_stop: bool = True, state_form: str = "auto") -> Result:
+              flood_cycle_stop: bool = True, state_form: str = "auto", explicit_start: bool = True) -> Result:
     """Run one method on a batch of B runs.
 
     Shapes (never guessed from the sizes, so that B = n, B = d or n = d change nothing):
@@ -76,7 +76,7 @@ def run_batch(problem: Problem, method: str = default("method"), *, variant: str
     discrete time every step (True), every k-th (an int k), or as a :class:`dln.discrete.Recording`
     says (thinned to a bounded number of points).  ``progress`` is passed to
     :func:`~dln.integrate.flow` / :func:`~dln.integrate.iterate` (``progress(steps_done, running,
-    total)``, e.g. :func:`dln.progress.step_callback`).  ``state_form`` is passed to ``flow``.
+    total)``, e.g. :func:`dln.progress.step_callback`).  ``state_form`` and ``explicit_start`` are passed to ``flow``.
     """
     where = "simulate"
     check_choice("time", time, TIMES, where)
@@ -125,7 +125,7 @@ def run_batch(problem: Problem, method: str = default("method"), *, variant: str
     cap = MAX_STEPS[time] if max_steps is None else max_steps
     if time == "flow":
         result = flow(direction, state, rtol=rtol, loss_tol=loss_tol, max_steps=cap, record=bool(record),
-                      progress=progress, state_form=state_form)
+                      progress=progress, state_form=state_form, explicit_start=explicit_start)
     else:
         from .discrete import HeavyBall, iterate  # here: a flow does not need the discrete-time module
 

@@ -192,6 +192,14 @@ def _batched_equals_looped(case):
                           initial_state(P.d, 1, alpha=kw["alpha"][i]), kw["lr"][i], batch_size=bs, seeds=[seeds[i]],
                           max_steps=kw["max_steps"]) for i in range(B)]
     else:
+        # Flows run on the W-method alone: with the explicit start (dln.explicit), a run that collapses
+        # under strong regularization (per-sample GR at γ ≈ 0.4, α ≈ 2e-3: loss stuck near L(0)) chooses
+        # its step sizes from error estimates at round-off level, and round-off differences between the
+        # batched and single products (they depend on the BLAS build) change its steps and even its
+        # status at a step cap.  The explicit start's batched == looped is checked on regular runs in
+        # tests/core/test_explicit.py.
+        if kw.get("time") != "discrete":
+            kw = dict(kw, explicit_start=False)
         batched = run_batch(P, method, **kw)
         looped = [run_batch(P, method, **_single(kw, i, B)) for i in range(B)]
     # Measured on random cases: ≤ 1e-11 (discrete) and ≤ 1e-9 (flow) almost always; the outliers
@@ -202,17 +210,6 @@ def _batched_equals_looped(case):
         assert batched.status[i] == one.status[0], (i, batched.status[i], one.status[0])
         assert batched.steps[i] == one.steps[0]
         if one.status[0] == "diverged":
-            continue
-        if kw.get("time") != "discrete" and np.max(np.abs(one.state.a[0]) + np.abs(one.state.b[0])) > 200:
-            # a flow run that collapsed (ln|u| or ln|v| → −∞, linearly in t) and stopped on its plateau: its
-            # final t, hence those ln|u|, is a sum of step sizes chosen from error estimates that are round-off
-            # once the rates stop changing, which the batch's other products perturb (measured: per-sample
-            # GR at γ = 0.32, t = 107.8581 batched vs 107.8575 alone, ln u ≈ −184 off by 2e-3, after the
-            # explicit start's 18 steps).  Its β (≈ 1e-26) and loss are what it computes: compared on the
-            # scale of the interpolators.
-            scale = np.linalg.norm(P.y) / max(np.linalg.norm(P.X), 1e-300)
-            np.testing.assert_allclose(batched.beta[i], one.beta[0], rtol=tol, atol=tol * scale)
-            np.testing.assert_allclose(batched.loss[i], one.loss[0], rtol=tol)
             continue
         # compared in the solver's own coordinates (ln|u|, ln|v|): its error control is relative to
         # them, and β = u² − v² of a collapsing run (ln u ≈ −25) magnifies their round-off 50-fold
