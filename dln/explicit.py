@@ -14,9 +14,11 @@ point y₁, against the pair's stability bound (≈ 6.1 on the negative real axi
 Coefficients: Dormand & Prince (1980) with Hairer's embedded estimates of orders 5 and 3, written out
 here from SciPy's table (``scipy.integrate.DOP853``; the tests compare them digit for digit): importing
 ``scipy.integrate`` costs 0.3–0.6 s, more than ``dln --version`` takes in all.  The 13th stage of the
-pair, f(y₁), has zero error weights, so it is the next step's first stage (FSAL).  The error estimate combines both (Hairer's code):
-err = e₅²/√(e₅² + 0.01·e₃²) for the scaled norms e₅, e₃ of the two embedded differences, which
-behaves like a 7th-order estimate; the step-size exponent is therefore −1/8.
+pair, f(y₁), has zero error weights, so it is the next step's first stage (FSAL).
+
+The error estimate combines both embedded differences (Hairer's code): err = e₅²/√(e₅² + 0.01·e₃²)
+for their scaled norms e₅, e₃, which behaves like a 7th-order estimate; the step-size exponent is
+therefore −1/8 (guarded by ``E5_MAX``, see :func:`error`).
 """
 from __future__ import annotations
 
